@@ -1,0 +1,168 @@
+"""The one command line: serve, worker, demo, migrate, users, places."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import typer
+
+from xihu.core.config import get_settings
+from xihu.dispatch import cli as dispatch_cli
+from xihu.indicators import cli as indicators_cli
+from xihu.open311 import cli as open311_cli
+
+app = typer.Typer(help="西湖区共同富裕示范区平台 · 民呼我为·西湖码", no_args_is_help=True)
+users_app = typer.Typer(help="工作人员账号 (staff accounts)")
+app.add_typer(users_app, name="users")
+app.add_typer(dispatch_cli.app, name="dispatch")
+app.add_typer(open311_cli.app, name="open311")
+app.add_typer(indicators_cli.app, name="indicators")
+
+
+def _factory():  # type: ignore[no-untyped-def]
+    from xihu import registry as _models  # noqa: F401 - every table, so foreign keys resolve in any command
+    from xihu.core.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(get_settings().database_url))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the current schema (SQLite by default, PostgreSQL by XIHU_DATABASE_URL)."""
+    from xihu.core.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    from xihu.core.db import unit_of_work
+    from xihu.dispatch import responsibility
+    from xihu.indicators import service as indicators_service
+    from xihu.places import service as places_service
+
+    with unit_of_work(_factory()) as session:
+        added = places_service.load_reference(session=session)
+        rules = responsibility.seed_defaults(session=session)
+        indicators = indicators_service.load_catalog(session=session)
+        observations = indicators_service.load_observations(session=session)
+    typer.echo(
+        f"数据库已是最新结构 (schema is current); 新增参考单位 (reference units added): {added}; "
+        f"新增权责规则 (responsibility rules added): {rules}; "
+        f"新增指标 (indicators added): {indicators}; 新增指标数据 (observations added): {observations}"
+    )
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="默认 XIHU_HOST 或 127.0.0.1"),
+    port: int = typer.Option(None, help="默认 XIHU_PORT 或 8000"),
+    workers: int = typer.Option(None, help="web 进程数 (PostgreSQL only)"),
+) -> None:
+    """Start the web server."""
+    import uvicorn
+
+    settings = get_settings()
+    settings.check_secrets()
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    if settings.is_sqlite and workers > 1:
+        typer.echo("SQLite 只支持单个 web 进程 (SQLite runs one web process)", err=True)
+        workers = 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    typer.echo(f"西湖码平台: http://{host}:{port}/  (healthz: /healthz, API: /docs)")
+    uvicorn.run(
+        "xihu.web.asgi:app", host=host, port=port, workers=workers, log_level="warning", proxy_headers=True
+    )
+
+
+@app.command()
+def worker(
+    interval: float = typer.Option(None, help="扫描间隔秒数"),
+    once: bool = typer.Option(False, help="只运行一轮 (run one round and exit)"),
+) -> None:
+    """Run the SLA sweeper and outbox delivery (any number of workers may run on PostgreSQL)."""
+    from xihu import registry as _models  # noqa: F401 - every table, so foreign keys resolve
+    from xihu.appeals import jobs as _appeal_jobs  # noqa: F401 - registers the SLA sweeper
+    from xihu.core import jobs
+    from xihu.core import outbox as _outbox  # noqa: F401 - registers outbox delivery
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    factory = _factory()
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    while True:
+        done = jobs.run_once(factory, worker_id)
+        if once:
+            typer.echo(done)
+            return
+        time.sleep(interval or settings.sweep_interval_seconds)
+
+
+@app.command()
+def demo(
+    load_only: bool = typer.Option(False, "--load-only", help="只加载演示数据，不启动服务"),
+    appeals: int = typer.Option(400, help="演示诉求数量"),
+) -> None:
+    """Migrate, load illustrative demo data (idempotent) and serve."""
+    os.environ.setdefault("XIHU_DEMO", "1")
+    get_settings.cache_clear()
+    migrate()
+    from xihu.demo import load_demo
+
+    factory = _factory()
+    summary = load_demo(factory, n_appeals=appeals)
+    typer.echo("示范数据（仅供演示，系项目自编）/ illustrative demo data:")
+    for line in summary:
+        typer.echo("  " + line)
+    if not load_only:
+        serve(host=None, port=None, workers=None)  # type: ignore[arg-type]
+
+
+@users_app.command("create")
+def create_user(
+    username: str,
+    role: str,
+    unit_code: str = typer.Option("", help="所属单位编码"),
+    display_name: str = typer.Option(""),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+) -> None:
+    """Create a staff account."""
+    from xihu.core.db import unit_of_work
+    from xihu.core.security import Role
+    from xihu.core.security import create_user as make
+    from xihu.places import service as places_service
+
+    with unit_of_work(_factory()) as session:
+        unit_id = places_service.get_unit_by_code(session=session, code=unit_code).id if unit_code else None
+        make(
+            session=session,
+            username=username,
+            password=password,
+            display_name=display_name or username,
+            role=Role(role),
+            unit_id=unit_id,
+        )
+    typer.echo(f"已创建账号 {username}")
+
+
+@app.command("openapi")
+def openapi(out: Path = typer.Option(Path("-"), help="输出文件")) -> None:
+    """Print the OpenAPI schema of the JSON API."""
+    import json
+
+    os.environ.setdefault("XIHU_DEMO", "1")
+    from xihu.web.app import create_app
+
+    text = json.dumps(create_app().openapi(), ensure_ascii=False, indent=2)
+    if str(out) == "-":
+        typer.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,113 @@
+"""Database engine, declarative base and the unit-of-work scope."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from xihu.core import clock
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Store aware UTC (naive values are taken as UTC)."""
+        return clock.as_utc(value) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Return aware UTC whatever the backend gave back."""
+        return clock.as_utc(value) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a stable constraint naming scheme for Alembic."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine tuned for the backend (WAL and busy timeout on SQLite)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, issue BEGIN: pysqlite's own handling breaks SAVEPOINTs.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        # SQLite has one writer at a time. Threads of this process queue on a lock in turn instead of
+        # polling SQLite's busy handler, whose growing sleeps gave a tail of seconds under concurrent intake.
+        writer = threading.Lock()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            if not writer.acquire(timeout=30):
+                raise OperationalError("BEGIN IMMEDIATE", {}, TimeoutError("database is busy"))
+            conn.info["xihu_writer"] = True
+            try:
+                # IMMEDIATE takes SQLite's write lock up front, so a read transaction never has to upgrade
+                # (which fails at once when another process wrote in between).
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                conn.info.pop("xihu_writer", None)
+                writer.release()
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn: Any) -> None:
+            if conn.info.pop("xihu_writer", False):
+                writer.release()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory that never expires objects on commit (pages read after commit)."""
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Open a session, commit once at the end, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def is_postgres(session: Session) -> bool:
+    """True when the session talks to PostgreSQL."""
+    return session.get_bind().dialect.name == "postgresql"

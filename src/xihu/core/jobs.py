@@ -1,0 +1,77 @@
+"""Background work: periodic jobs run by `xihu worker` (or in-process on SQLite)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("xihu.jobs")
+
+JobFn = Callable[[sessionmaker[Session], str], int]
+_periodic: dict[str, JobFn] = {}
+
+
+def periodic(name: str) -> Callable[[JobFn], JobFn]:
+    """Register a job that receives a session factory and a worker id and returns the work it did."""
+
+    def register(fn: JobFn) -> JobFn:
+        _periodic[name] = fn
+        return fn
+
+    return register
+
+
+def registered() -> dict[str, JobFn]:
+    """All registered periodic jobs by name."""
+    return dict(_periodic)
+
+
+def lock_skip_locked(stmt: Select[Any], session: Session) -> Select[Any]:
+    """Add FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite runs one sweeper and needs none."""
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def run_once(factory: sessionmaker[Session], worker_id: str) -> dict[str, int]:
+    """Run every periodic job once; a failing job is logged and does not stop the others."""
+    done: dict[str, int] = {}
+    for name, fn in registered().items():
+        try:
+            done[name] = fn(factory, worker_id)
+        except Exception:  # noqa: BLE001 - a worker must survive a bad batch and try again
+            log.exception("job %s failed", name)
+            done[name] = -1
+    return done
+
+
+class BackgroundLoop:
+    """A daemon thread that runs the periodic jobs every few seconds."""
+
+    def __init__(self, factory: sessionmaker[Session], worker_id: str, interval: float) -> None:
+        self.factory = factory
+        self.worker_id = worker_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"xihu-{worker_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start the loop."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to finish and wait briefly."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            run_once(self.factory, self.worker_id)
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))

@@ -1,0 +1,315 @@
+"""The application factory: one FastAPI app composed from the domains' routers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from starlette.concurrency import run_in_threadpool
+
+from xihu.core import security
+from xihu.core.config import Settings, get_settings
+from xihu.core.db import make_engine, make_session_factory
+from xihu.core.errors import DomainError
+from xihu.core.jobs import BackgroundLoop
+from xihu.core.ratelimit import RateLimiter
+from xihu.web.deps import CSRF_COOKIE, SESSION_COOKIE
+
+log = logging.getLogger("xihu.web")
+STATIC = Path(__file__).resolve().parent / "static"
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+
+FIELD_NAMES = {
+    "description": "诉求内容",
+    "citizen_phone": "联系电话",
+    "citizen_name": "姓名",
+    "title": "标题",
+    "reason": "原因",
+    "reply": "答复",
+    "unit_id": "承办单位",
+    "rating": "评价",
+    "hours": "延期时长",
+    "lat": "纬度",
+    "lon": "经度",
+    "address": "地址",
+    "name": "名称",
+}
+
+
+RATE_LIMITED_POSTS = (
+    "/api/appeals",
+    "/report",
+    "/r/",
+    "/t/",
+    "/open311/v2/requests",
+    "/api/auth/login",
+    "/login",
+)
+
+
+def _rate_limited(request: Request) -> bool:
+    """Public writes (intake, rating, login) and the public similarity search are limited per address."""
+    path = request.url.path
+    if request.method == "POST":
+        staff_write = path.startswith("/api/appeals/") and not path.startswith("/api/appeals/track/")
+        return path.startswith(RATE_LIMITED_POSTS) and not staff_write
+    return path == "/api/appeals/similar"
+
+
+class ErrorDetail(BaseModel):
+    """An error: a stable code, a Chinese message for people and its English gloss."""
+
+    code: str = Field(examples=["conflict"])
+    message: str = Field(examples=["当前状态「已办结待评价」不能执行「签收」（可执行：评价、归档）"])
+    message_en: str = Field(examples=["action sign is not allowed in state completed"])
+    detail: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer of the JSON API (Open311 routes use the GeoReport format)."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "请求有误 (bad request)",
+        401: "请先登录 (login required)",
+        403: "无权操作 (forbidden)",
+        404: "不存在或不在办理范围内 (not found)",
+        409: "当前状态不允许 (conflict)",
+        413: "内容过大 (too large)",
+        422: "输入有误 (invalid input)",
+        429: "过于频繁 (rate limited)",
+        503: "暂不可写 (unavailable)",
+    }.items()
+}
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(("/api/", "/open311/")) or "application/json" in request.headers.get("accept", "")
+
+
+def _error_response(
+    request: Request, status: int, code: str, message: str, english: str, detail: object = None
+) -> Response:
+    if _wants_json(request):
+        return JSONResponse(
+            {"error": {"code": code, "message": message, "message_en": english, "detail": detail}},
+            status_code=status,
+        )
+    from xihu.web.templating import render
+
+    return render(request, "error.html", status_code=status, status=status, message=message)  # type: ignore[no-any-return]
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, object]]]:
+    parts: list[str] = []
+    details: list[dict[str, object]] = []
+    for err in exc.errors():
+        loc = err.get("loc") or ("",)
+        field = str(loc[-1])
+        label = FIELD_NAMES.get(field, field)
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        kind = err.get("type", "")
+        if kind == "missing":
+            zh = f"请填写{label}"
+        elif kind == "string_too_short":
+            zh = f"{label}至少 {ctx.get('min_length')} 个字"
+        elif kind == "string_too_long":
+            zh = f"{label}不能超过 {ctx.get('max_length')} 个字"
+        elif kind.startswith(("int_", "float_")):
+            zh = f"{label}必须是数字"
+        elif kind in ("greater_than_equal", "less_than_equal"):
+            zh = f"{label}超出允许范围"
+        else:
+            zh = f"{label}：{msg}"
+        parts.append(zh)
+        details.append({"field": field, "message": zh, "message_en": str(err.get("msg", ""))})
+    return "；".join(parts) or "输入有误", details
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the platform's web application for the given settings."""
+    settings = settings or get_settings()
+    settings.check_secrets()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = None
+        if settings.run_sweeper_in_process:
+            loop = BackgroundLoop(factory, f"web-{os.getpid()}", settings.sweep_interval_seconds)
+            loop.start()
+        try:
+            yield
+        finally:
+            if loop is not None:
+                loop.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="西湖区共同富裕示范区平台 · 民呼我为·西湖码",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="民呼我为·西湖码 诉求受理、派单、处置、评价全流程接口。Errors carry a Chinese "
+        "`message` and an English `message_en`.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = factory
+
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    def _is_staff(request: Request) -> bool:
+        # Hotline operators share one address and submit all day: logged-in staff are not limited.
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return False
+        with app.state.session_factory() as session:
+            return security.actor_for_token(session=session, token=token).is_staff
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if "\x00" in request.url.path or "%00" in request.url.query:
+            # PostgreSQL cannot compare text with NUL: refuse it as bad input rather than fail with a 503.
+            return _error_response(request, 400, "invalid", "请求中含有空字符 (NUL)", "NUL in request")
+        if _rate_limited(request) and not await run_in_threadpool(_is_staff, request):
+            client = request.client.host if request.client else "unknown"
+            wait = limiter.retry_after(client)
+            if wait:
+                response = _error_response(
+                    request,
+                    429,
+                    "rate_limited",
+                    f"提交过于频繁，请 {wait} 秒后再试",
+                    f"too many requests; retry after {wait} s",
+                )
+                response.headers["Retry-After"] = str(wait)
+                return response
+        length = request.headers.get("content-length")
+        limit = settings.max_upload_bytes * (settings.max_photos + 1)
+        if length and length.isdigit() and int(length) > limit:
+            return _error_response(request, 413, "too_large", "提交内容过大", "request body too large")
+        response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if not request.cookies.get(CSRF_COOKIE):
+            token = getattr(request.state, "new_csrf", None)
+            if token:
+                response.set_cookie(
+                    CSRF_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies
+                )
+        return response
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        return _error_response(request, exc.status_code, exc.code, exc.message, exc.english, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        message, details = _validation_message(exc)
+        return _error_response(request, 422, "invalid", message, "invalid input", details)
+
+    @app.exception_handler(DataError)
+    async def bad_value(request: Request, exc: DataError) -> Response:
+        # The database refused a value the schemas let through (a number beyond its column's range, say):
+        # that is the client's input, and the transaction was rolled back, so nothing was written.
+        log.info("value refused by the database: %s", exc.orig)
+        return _error_response(request, 422, "invalid", "输入的数值或内容超出允许范围", "value out of range")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def db_down(request: Request, exc: Exception) -> Response:
+        log.warning("database error: %s", exc)
+        return _error_response(
+            request,
+            503,
+            "unavailable",
+            "系统繁忙或数据库暂不可写，请稍后重试；您的提交未被保存",
+            "database unavailable; nothing was saved",
+        )
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> JSONResponse:
+        """Ready when the database answers."""
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": engine.dialect.name})
+
+    @app.get("/noop", tags=["ops"], include_in_schema=False)
+    def noop() -> dict[str, bool]:
+        """A no-op endpoint: the baseline that benchmarks compare against."""
+        return {"ok": True}
+
+    from xihu.appeals import api as appeals_api
+    from xihu.appeals import jobs as _appeal_jobs  # noqa: F401 - registers the SLA sweeper
+    from xihu.appeals import pages as appeals_pages
+    from xihu.core import outbox as _outbox  # noqa: F401 - registers the outbox delivery job
+    from xihu.dispatch import api as dispatch_api
+    from xihu.dispatch import api_rules as dispatch_rules_api
+    from xihu.dispatch import pages as dispatch_pages
+    from xihu.dispatch import pages_report as dispatch_report
+    from xihu.dispatch import pages_rules as dispatch_rules_pages
+    from xihu.indicators import api as indicators_api
+    from xihu.open311 import api as open311_api
+    from xihu.places import api as places_api
+    from xihu.places import pages as places_pages
+    from xihu.web import api as web_api
+    from xihu.web import pages as web_pages
+
+    for router in (
+        web_api.router,
+        appeals_api.router,
+        appeals_api.staff,
+        appeals_api.imports,
+        appeals_api.sla_router,
+        places_api.router,
+        dispatch_api.router,
+        dispatch_pages.router,
+        dispatch_report.api,
+        dispatch_rules_api.router,
+        dispatch_rules_pages.router,
+        dispatch_report.router,
+        open311_api.router,
+        indicators_api.router,
+        web_pages.router,
+        appeals_pages.router,
+        places_pages.router,
+    ):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> HTMLResponse:
+        return HTMLResponse(status_code=204)
+
+    return app

@@ -1,0 +1,72 @@
+"""Migrations: `alembic upgrade head` builds exactly the models' schema, and `xihu migrate` is idempotent."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
+
+from xihu import registry
+from xihu.core.config import get_settings
+from xihu.core.db import make_engine
+from xihu.core.migrate import upgrade
+
+
+def _differences(engine: Engine) -> list:
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return compare_metadata(ctx, registry.metadata)
+
+
+def test_upgrade_head_on_a_fresh_sqlite_database_matches_the_models(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert set(registry.metadata.tables) <= tables
+        assert tables - set(registry.metadata.tables) == {"alembic_version"}
+        assert _differences(engine) == []
+        # a second upgrade is a no-op
+        upgrade(url)
+        assert _differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_test_database_was_migrated_to_the_models_schema(engine) -> None:
+    """The session's database (SQLite or PostgreSQL) was built by `alembic upgrade head` in conftest."""
+    assert _differences(engine) == []
+
+
+def test_xihu_migrate_twice_is_idempotent(tmp_path, monkeypatch) -> None:
+    from xihu.cli import app
+    from xihu.places.models import Unit
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("XIHU_DATABASE_URL", url)
+    monkeypatch.setenv("XIHU_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        first = runner.invoke(app, ["migrate"])
+        assert first.exit_code == 0, first.output
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                units = conn.scalar(select(func.count()).select_from(Unit))
+            # 1 district + 12 streets + 222 communities/villages + 222 grids + the departments
+            assert units >= 1 + 12 + 222 + 222 + 22
+            second = runner.invoke(app, ["migrate"])
+            assert second.exit_code == 0, second.output
+            assert "'street': 0" in second.output and "'department': 0" in second.output
+            with engine.connect() as conn:
+                assert conn.scalar(select(func.count()).select_from(Unit)) == units
+            assert _differences(engine) == []
+        finally:
+            engine.dispose()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
