@@ -1,0 +1,270 @@
+"""Bulk import of a 12345 export (CSV or Excel): validated row by row, with progress and an error report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+from openpyxl import load_workbook
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from xihu.appeals import service as appeal_service
+from xihu.appeals.enums import Channel, Priority
+from xihu.appeals.models import ImportJob
+from xihu.appeals.schemas import AppealCreate, ImportResult
+from xihu.core import clock
+from xihu.core.errors import DomainError, Invalid, NotFound
+from xihu.core.security import Actor, authorize
+from xihu.places import service as places_service
+
+log = logging.getLogger("xihu.import")
+MAX_ROWS = 50_000
+CHUNK = 50
+
+# Column names as 12345 exports write them (Chinese) and their English equivalents.
+COLUMNS = {
+    "external_id": ("工单编号", "工单号", "external_id", "id"),
+    "title": ("标题", "诉求标题", "title"),
+    "description": ("诉求内容", "内容", "来电内容", "description", "text"),
+    "citizen_name": ("联系人", "姓名", "来电人", "citizen_name", "name"),
+    "citizen_phone": ("联系电话", "电话", "来电号码", "citizen_phone", "phone"),
+    "address": ("地址", "事发地址", "address"),
+    "street": ("街道", "镇街", "所属街道", "street"),
+    "category_hint": ("类别", "诉求类别", "category"),
+    "priority": ("紧急程度", "priority"),
+}
+PRIORITY_WORDS = {"紧急": Priority.urgent, "一般": Priority.normal, "疑难": Priority.complex}
+
+
+LINE = "__line__"  # the row's line number in the file (the header is line 1), for the error report
+
+
+def _read_rows(filename: str, data: bytes) -> list[dict[str, str]]:
+    """Rows as dicts keyed by header, each with its real line number under LINE (blank lines skipped)."""
+    if filename.lower().endswith((".xlsx", ".xlsm")) or data[:2] == b"PK":
+        try:
+            wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+            raise Invalid(
+                "无法读取 Excel 文件，请确认是 .xlsx 格式", english="cannot read the Excel file"
+            ) from exc
+        sheet = wb.worksheets[0]
+        values = list(sheet.iter_rows(values_only=True))
+        if not values:
+            return []
+        header = [str(h or "").strip() for h in values[0]]
+        rows = []
+        for number, row in enumerate(values[1:], start=2):
+            if any(v not in (None, "") for v in row):
+                item = {
+                    header[i]: "" if v is None else str(v).strip()
+                    for i, v in enumerate(row)
+                    if i < len(header)
+                }
+                item[LINE] = str(number)
+                rows.append(item)
+        return rows
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise Invalid("无法识别文件编码，请使用 UTF-8 或 GBK 编码的 CSV", english="unknown file encoding")
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return []
+    rows = []
+    start = reader.line_num + 1
+    for record in reader:
+        if any(v.strip() for v in record):
+            item = {header[i]: v.strip() for i, v in enumerate(record) if i < len(header)}
+            item[LINE] = str(start)
+            rows.append(item)
+        start = reader.line_num + 1  # a quoted field may span several lines
+    return rows
+
+
+def _map_header(row: dict[str, str]) -> dict[str, str | None]:
+    return {field: next((name for name in names if name in row), None) for field, names in COLUMNS.items()}
+
+
+def create_job(*, session: Session, actor: Actor, filename: str, data: bytes, data_dir: Path) -> ImportResult:
+    """Check the file and its header, store it, and open an import job."""
+    authorize(actor, "appeal.import")
+    if not data:
+        raise Invalid("文件为空", english="empty file")
+    rows = _read_rows(filename, data)
+    if not rows:
+        raise Invalid("文件中没有数据行", english="no data rows")
+    if len(rows) > MAX_ROWS:
+        raise Invalid(f"单次最多导入 {MAX_ROWS} 行", english=f"at most {MAX_ROWS} rows per import")
+    mapping = _map_header(rows[0])
+    if mapping["description"] is None:
+        raise Invalid(
+            "缺少「诉求内容」列", english="missing description column", detail={"columns": list(rows[0])}
+        )
+    job = ImportJob(
+        filename=filename[:200], status="queued", total=len(rows), created_by_id=actor.user_id, errors=[]
+    )
+    session.add(job)
+    session.flush()
+    folder = data_dir / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{job.id}.bin").write_bytes(data)
+    (folder / f"{job.id}.name").write_text(filename, encoding="utf-8")
+    return _read(job)
+
+
+def _row_to_appeal(session: Session, row: dict[str, str], mapping: dict[str, str | None]) -> AppealCreate:
+    def get(field: str) -> str:
+        col = mapping.get(field)
+        return row.get(col, "") if col else ""
+
+    street_id = None
+    if get("street"):
+        unit = places_service.get_unit_by_name(session=session, name=get("street"))
+        if unit is None or unit.kind != "street":
+            raise Invalid(f"街道「{get('street')}」不存在", english="unknown street")
+        street_id = unit.id
+    priority = PRIORITY_WORDS.get(get("priority"), Priority.normal)
+    return AppealCreate(
+        description=get("description"),
+        title=get("title") or None,
+        citizen_name=get("citizen_name") or None,
+        citizen_phone=get("citizen_phone") or None,
+        address=get("address"),
+        street_id=street_id,
+        category_hint=get("category_hint") or None,
+        priority=priority,
+        external_id=get("external_id") or None,
+    )
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            field = str(err["loc"][-1]) if err["loc"] else ""
+            label = COLUMNS[field][0] if field in COLUMNS else field  # the column's Chinese name
+            ctx = err.get("ctx") or {}
+            if err["type"] == "string_too_short":
+                msg = f"至少 {ctx.get('min_length')} 个字"
+            elif err["type"] == "string_too_long":
+                msg = f"最多 {ctx.get('max_length')} 个字"
+            else:
+                msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"{label}：{msg}")
+        return "；".join(parts)
+    if isinstance(exc, DomainError):
+        return exc.message
+    return str(exc)[:200]
+
+
+def process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> None:
+    """Run an import job; an unexpected failure marks the job failed instead of leaving it running."""
+    try:
+        _process(factory, job_id, data_dir)
+    except Exception as exc:
+        log.exception("import job %s failed", job_id)
+        with factory() as session:
+            job = session.get(ImportJob, job_id)
+            if job is not None:
+                job.status = "failed"
+                job.errors = [*(job.errors or []), {"row": None, "error": f"导入中断：{str(exc)[:200]}"}]
+                job.finished_at = clock.now()
+                session.commit()
+
+
+def _process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> None:
+    """Create the appeals of an import job in chunks, recording progress and every row's error."""
+    folder = data_dir / "imports"
+    data = (folder / f"{job_id}.bin").read_bytes()
+    filename = (folder / f"{job_id}.name").read_text(encoding="utf-8")
+    rows = _read_rows(filename, data)
+    mapping = _map_header(rows[0])
+    importer = Actor.system("12345 导入")
+    with factory() as session:
+        job = session.get(ImportJob, job_id)
+        if job is None:
+            return
+        job.status = "running"
+        start_at = job.processed
+        errors = list(job.errors or [])
+        session.commit()
+    for begin in range(start_at, len(rows), CHUNK):
+        chunk = rows[begin : begin + CHUNK]
+        with factory() as session:
+            created = skipped = 0
+            for offset, row in enumerate(chunk):
+                line = int(row.get(LINE, begin + offset + 2))
+                try:
+                    with session.begin_nested():
+                        appeal_in = _row_to_appeal(session, row, mapping)
+                        result = appeal_service.submit(
+                            session=session, actor=importer, appeal_in=appeal_in, channel=Channel.import_12345
+                        )
+                    created += result.created
+                    skipped += not result.created
+                except (ValidationError, DomainError) as exc:
+                    errors.append({"row": line, "error": _describe(exc)})
+            job = session.get(ImportJob, job_id)
+            assert job is not None
+            job.processed = begin + len(chunk)
+            job.created_count += created
+            job.skipped_count += skipped
+            job.errors = list(errors)
+            session.commit()
+    with factory() as session:
+        job = session.get(ImportJob, job_id)
+        assert job is not None
+        job.status = "finished"
+        job.finished_at = clock.now()
+        session.commit()
+
+
+def _read(job: ImportJob) -> ImportResult:
+    return ImportResult(
+        id=job.id,
+        filename=job.filename,
+        status=job.status,
+        total=job.total,
+        processed=job.processed,
+        created_count=job.created_count,
+        skipped_count=job.skipped_count,
+        errors=list(job.errors or []),
+    )
+
+
+def status(*, session: Session, actor: Actor, job_id: int) -> ImportResult:
+    """An import job's progress and errors."""
+    authorize(actor, "appeal.import")
+    job = session.get(ImportJob, job_id)
+    if job is None:
+        raise NotFound("导入任务不存在", english="import job not found")
+    return _read(job)
+
+
+def template_csv() -> bytes:
+    """A CSV template with the accepted columns."""
+    header = ["工单编号", "标题", "诉求内容", "联系人", "联系电话", "地址", "街道", "类别", "紧急程度"]
+    example = [
+        "12345-0001",
+        "路灯不亮",
+        "文三路学院路口路灯连续三晚不亮，夜间行走不安全",
+        "王先生",
+        "13800000000",
+        "文三路学院路口",
+        "西溪街道",
+        "城乡建设",
+        "一般",
+    ]
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, example])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")

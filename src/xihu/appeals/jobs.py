@@ -1,0 +1,96 @@
+"""Background work of the appeals domain: the SLA sweeper that escalates breached clocks."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from xihu.appeals.enums import Action, DeadlineKind, State
+from xihu.appeals.models import Appeal, AppealEvent, Deadline, Supervision
+from xihu.core import audit, clock, outbox
+from xihu.core.jobs import lock_skip_locked, periodic
+from xihu.core.security import Actor, Role, list_users_with_role
+
+log = logging.getLogger("xihu.sla")
+SWEEPER = Actor.system("时限监控")
+
+
+def _escalate(session: Session, deadline: Deadline) -> None:
+    now = clock.now()
+    deadline.open = False
+    deadline.breached_at = now
+    deadline.escalated_at = now
+    appeal = session.get(Appeal, deadline.appeal_id)
+    assert appeal is not None
+    kind = DeadlineKind(deadline.kind)
+    reason = f"超时未{kind.label}（时限 {clock.fmt(deadline.due_at, '%m-%d %H:%M')}），系统自动督办"
+    appeal.flagged = True
+    session.add(
+        Supervision(
+            appeal_id=appeal.id, deadline_id=deadline.id, unit_id=deadline.unit_id, kind="auto", reason=reason
+        )
+    )
+    state = State(appeal.state)
+    session.add(
+        AppealEvent(
+            appeal_id=appeal.id,
+            at=now,
+            action=Action.supervise.value,
+            from_state=state.value,
+            to_state=state.value,
+            actor_label=SWEEPER.label,
+            actor_kind=SWEEPER.kind,
+            unit_id=deadline.unit_id,
+            message=reason,
+            public=False,
+        )
+    )
+    audit.record(
+        session=session,
+        actor=SWEEPER,
+        action="appeal.sla_breach",
+        entity="appeal",
+        entity_id=appeal.id,
+        reason=reason,
+        detail={"deadline_id": deadline.id, "kind": kind.value},
+    )
+    recipients = list_users_with_role(session=session, role=Role.supervisor)
+    if deadline.unit_id is not None:
+        recipients += list_users_with_role(session=session, role=Role.handler, unit_id=deadline.unit_id)
+        recipients += list_users_with_role(session=session, role=Role.grid, unit_id=deadline.unit_id)
+    for user in recipients:
+        outbox.enqueue(
+            session=session,
+            channel="inapp",
+            user_id=user.id,
+            subject=f"超时督办 {appeal.tracking_code}",
+            body=reason,
+            link=f"/staff/appeals/{appeal.id}",
+        )
+
+
+@periodic("sla")
+def sweep_deadlines(factory: sessionmaker[Session], worker_id: str, batch: int = 100) -> int:
+    """Mark every due, unmet clock as breached and escalate it exactly once.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED inside a short transaction: the lock is the lease, so
+    any number of workers can sweep together, and a crashed worker's claim is released by its rollback.
+    """
+    escalated = 0
+    while True:
+        with factory() as session:
+            stmt = (
+                select(Deadline)
+                .where(Deadline.open.is_(True), Deadline.due_at <= clock.now())
+                .order_by(Deadline.due_at)
+                .limit(batch)
+            )
+            rows = list(session.scalars(lock_skip_locked(stmt, session)))
+            for deadline in rows:
+                _escalate(session, deadline)
+            session.commit()
+        escalated += len(rows)
+        if len(rows) < batch:
+            return escalated

@@ -1,0 +1,213 @@
+"""Bulk import of a 12345 export through HTTP: row-by-row validation, progress, errors, re-import."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import func, select
+
+from xihu.appeals.models import Appeal, ImportJob
+
+HEADER = ["工单编号", "标题", "诉求内容", "联系人", "联系电话", "地址", "街道"]
+
+
+def _rows(prefix: str) -> list[list[str]]:
+    return [
+        [
+            f"{prefix}-001",
+            "路灯不亮",
+            "文三路学院路口路灯连续三晚不亮，夜间行走不安全",
+            "王先生",
+            "13800000001",
+            "文三路学院路口",
+            "西溪街道",
+        ],
+        [f"{prefix}-002", "太短", "太短", "李女士", "12", "", "西溪街道"],
+        [
+            f"{prefix}-003",
+            "垃圾清运",
+            "小区门口垃圾桶已经两天没有清运，气味很大",
+            "赵先生",
+            "13800000003",
+            "古墩路",
+            "蒋村街道",
+        ],
+        [
+            f"{prefix}-004",
+            "噪音",
+            "夜间施工噪音扰民，已经持续一周了，影响休息",
+            "钱女士",
+            "13800000004",
+            "天目山路",
+            "火星街道",
+        ],
+        [
+            f"{prefix}-005",
+            "井盖",
+            "人行道井盖松动，行人踩上去会晃动，存在安全隐患",
+            "孙先生",
+            "0571-88888888",
+            "",
+            "翠苑街道",
+        ],
+    ]
+
+
+def _csv(prefix: str, header: list[str] = HEADER, encoding: str = "utf-8-sig") -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(_rows(prefix))
+    return buf.getvalue().encode(encoding)
+
+
+def _xlsx(prefix: str) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.append(HEADER)
+    for row in _rows(prefix):
+        ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _upload(client, name: str, data: bytes, ctype: str = "text/csv"):
+    return client.post("/api/imports", files={"file": (name, data, ctype)})
+
+
+def _count(session, model, *where) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def _imported(session, prefix: str) -> list[str]:
+    session.expire_all()
+    return sorted(session.scalars(select(Appeal.external_id).where(Appeal.external_id.like(f"{prefix}-%"))))
+
+
+def _assert_finished(client, resp, *, created: int, skipped: int) -> dict:
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    status = client.get(f"/api/imports/{job_id}")
+    assert status.status_code == 200, status.text
+    body = status.json()
+    assert body["status"] == "finished"
+    assert body["total"] == 5
+    assert body["processed"] == 5
+    assert body["created_count"] == created
+    assert body["skipped_count"] == skipped
+    return body
+
+
+def _assert_bad_rows(errors: list[dict]) -> None:
+    # header is line 1: the 2nd data row is line 3, the 4th is line 5
+    assert [e["row"] for e in errors] == [3, 5]
+    short, street = errors[0]["error"], errors[1]["error"]
+    assert "诉求内容" in short and "至少 5 个字" in short  # description too short, in Chinese
+    assert "电话号码格式不正确" in short  # and the phone "12" is refused in the same row
+    assert street == "街道「火星街道」不存在"
+
+
+def test_csv_import_creates_good_rows_and_reports_bad_ones(client, login_as, session) -> None:
+    login_as("intake")
+    body = _assert_finished(client, _upload(client, "12345.csv", _csv("CSV")), created=3, skipped=0)
+    _assert_bad_rows(body["errors"])
+    assert _imported(session, "CSV") == ["CSV-001", "CSV-003", "CSV-005"]
+    appeal = session.scalar(select(Appeal).where(Appeal.external_id == "CSV-005"))
+    assert appeal.channel == "import_12345"
+    assert appeal.citizen_phone == "0571-88888888"
+    assert appeal.title == "井盖"
+
+    # the same file again creates nothing new
+    again = _assert_finished(client, _upload(client, "12345.csv", _csv("CSV")), created=0, skipped=3)
+    assert [e["row"] for e in again["errors"]] == [3, 5]
+    assert _imported(session, "CSV") == ["CSV-001", "CSV-003", "CSV-005"]
+
+
+def test_xlsx_import_works_the_same(client, login_as, session) -> None:
+    login_as("intake")
+    xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    body = _assert_finished(
+        client, _upload(client, "12345.xlsx", _xlsx("XLS"), xlsx_type), created=3, skipped=0
+    )
+    _assert_bad_rows(body["errors"])
+    assert _imported(session, "XLS") == ["XLS-001", "XLS-003", "XLS-005"]
+    again = _assert_finished(
+        client, _upload(client, "12345.xlsx", _xlsx("XLS"), xlsx_type), created=0, skipped=3
+    )
+    assert [e["row"] for e in again["errors"]] == [3, 5]
+
+
+def test_gbk_csv_is_read(client, login_as, session) -> None:
+    login_as("intake")
+    data = _csv("GBK", encoding="gbk")
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+    body = _assert_finished(client, _upload(client, "gbk.csv", data), created=3, skipped=0)
+    _assert_bad_rows(body["errors"])
+    appeal = session.scalar(select(Appeal).where(Appeal.external_id == "GBK-003"))
+    assert appeal.description == "小区门口垃圾桶已经两天没有清运，气味很大"
+
+
+def test_file_without_description_column_is_refused_and_opens_no_job(client, login_as, session) -> None:
+    login_as("intake")
+    jobs = _count(session, ImportJob)
+    header = ["工单编号", "标题", "备注", "联系人", "联系电话", "地址", "街道"]
+    resp = _upload(client, "bad.csv", _csv("NOD", header=header))
+    assert resp.status_code == 422, resp.text
+    assert "诉求内容" in resp.text
+    assert _count(session, ImportJob) == jobs
+    assert _imported(session, "NOD") == []
+
+
+def test_empty_file_is_refused(client, login_as, session) -> None:
+    login_as("intake")
+    jobs = _count(session, ImportJob)
+    assert _upload(client, "empty.csv", b"").status_code == 422
+    # a header without any data row is empty too
+    assert _upload(client, "header.csv", (",".join(HEADER) + "\n").encode()).status_code == 422
+    assert _count(session, ImportJob) == jobs
+
+
+def test_handler_may_not_import(client, login_as, session) -> None:
+    login_as("handler", "D-ZJ")
+    jobs = _count(session, ImportJob)
+    resp = _upload(client, "12345.csv", _csv("HDL"))
+    assert resp.status_code == 403, resp.text
+    assert _count(session, ImportJob) == jobs
+    assert _imported(session, "HDL") == []
+
+
+def test_anonymous_may_not_import(client, session) -> None:
+    assert _upload(client, "12345.csv", _csv("ANO")).status_code == 401
+    assert _imported(session, "ANO") == []
+
+
+def test_row_numbers_are_file_lines_even_after_blank_lines(client, login_as, session) -> None:
+    login_as("intake")
+    text = "诉求内容,联系电话\n文三路路灯不亮好几天了请维修,13800000001\n\n\n太短,13800000002\n"
+    resp = client.post("/api/imports", files={"file": ("gaps.csv", text.encode("utf-8"), "text/csv")})
+    assert resp.status_code == 202, resp.text
+    job = client.get(f"/api/imports/{resp.json()['id']}").json()
+    assert job["created_count"] == 1
+    assert [e["row"] for e in job["errors"]] == [5]
+
+
+def test_unexpected_failure_marks_the_job_failed(client, login_as, session, monkeypatch) -> None:
+    from xihu.appeals import importer
+
+    login_as("intake")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("磁盘错误")
+
+    monkeypatch.setattr(importer, "_process", boom)
+    text = "诉求内容\n文三路路灯不亮好几天了请维修\n"
+    resp = client.post("/api/imports", files={"file": ("x.csv", text.encode("utf-8"), "text/csv")})
+    job = client.get(f"/api/imports/{resp.json()['id']}").json()
+    assert job["status"] == "failed"
+    assert "磁盘错误" in job["errors"][-1]["error"]
