@@ -1,0 +1,44 @@
+"""JSON routes of the dispatch domain (models, responsibility table, reports)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.orm import Session
+
+from xihu.core.security import Actor
+from xihu.dispatch import registry
+from xihu.dispatch.schemas import ModelVersionRead
+from xihu.web.deps import get_actor, get_session, verify_csrf_api
+
+router = APIRouter(prefix="/api/dispatch", tags=["dispatch"])
+
+
+@router.get("/models", response_model=list[ModelVersionRead])
+def list_models(
+    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> list[ModelVersionRead]:
+    """Every category model version with its training metrics, newest first (admins)."""
+    return registry.list_versions(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+
+
+@router.post("/models/rollback", response_model=ModelVersionRead, dependencies=[Depends(verify_csrf_api)])
+def rollback_model(
+    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> ModelVersionRead:
+    """Re-activate the version that was active before the current one (409 when there is none)."""
+    return registry.rollback(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+
+
+@router.post(
+    "/models/{version_id}/activate", response_model=ModelVersionRead, dependencies=[Depends(verify_csrf_api)]
+)
+def activate_model(
+    version_id: int,
+    request: Request,
+    actor: Actor = Depends(get_actor),
+    session: Session = Depends(get_session),
+) -> ModelVersionRead:
+    """Make a model version the active one (422 when its file is missing); running servers pick it up."""
+    return registry.activate(
+        session=session, actor=actor, version_id=version_id, data_dir=request.app.state.settings.data_dir
+    )

@@ -1,0 +1,212 @@
+"""`xihu dispatch ...`: train, evaluate and manage the dispatch models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from sqlalchemy.orm import Session
+
+from xihu.core.errors import DomainError
+from xihu.core.security import Actor
+from xihu.dispatch.schemas import ModelVersionRead
+
+app = typer.Typer(help="智能派单 (intelligent dispatch): 训练、评估、模型版本", no_args_is_help=True)
+
+CLI_ACTOR_NAME = "命令行"
+_CSV_HELP = "CSV: title,text,label"
+EVALUATION_KEYS = ("n", "accuracy", "macro_f1", "auto_rate", "auto_precision", "ms_per_appeal")
+# messages of CategoryModel.fit (+ "saving"), to size the progress bar: normalizing, vectorizing, 5 folds,
+# calibrating, fitting final model, done, saving
+_TRAIN_STEPS = 11
+
+
+def _actor() -> Actor:
+    return Actor.system(CLI_ACTOR_NAME)
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A unit of work on the configured database (commits once at the end)."""
+    from xihu.core.config import get_settings
+    from xihu.core.db import make_engine, make_session_factory, unit_of_work
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _data_dir() -> Path:
+    from xihu.core.config import get_settings
+
+    return get_settings().data_dir
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+def _metrics_lines(v: ModelVersionRead) -> list[str]:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x * 100:.1f}%"
+
+    return [
+        f"版本 (version): {v.version}{'  [已启用 active]' if v.active else ''}",
+        f"训练样本 (n_train): {v.n_train}（其中反馈样本 feedback {v.n_feedback}）",
+        f"准确率 (accuracy): {pct(v.accuracy)}    宏平均F1 (macro_f1): {pct(v.macro_f1)}",
+        f"自动派单率 (auto_rate): {pct(v.auto_rate)}    "
+        f"自动派单准确率 (auto_precision): {pct(v.auto_precision)}",
+        f"阈值 (threshold): {v.threshold:.4f}    文件 (file): {v.path}",
+        "以上指标为训练数据上的交叉验证结果 (cross-validated on the training data)",
+    ]
+
+
+@app.command()
+def train(
+    input: Path = typer.Option(
+        ..., "--input", "-i", exists=True, dir_okay=False, help="CSV: title,text,label"
+    ),
+    activate: bool = typer.Option(True, "--activate/--no-activate", help="训练后立即启用"),
+    note: str = typer.Option("", "--note", help="版本备注"),
+) -> None:
+    """Train a new model version from a CSV (plus labelled feedback) and save it under the data directory."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from xihu.dispatch import registry
+
+    rows = registry.rows_from_csv(input)
+    if not rows:
+        raise _fail(f"{input} 中没有带类别标签的样本（需要 title,text,label 列）")
+    typer.echo(f"读取样本 (rows read): {len(rows)}", err=True)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]训练模型[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    try:
+        with progress, _session() as session:
+            task = progress.add_task("starting", total=_TRAIN_STEPS)
+
+            def step(message: str) -> None:
+                progress.update(task, advance=1, description=message)
+
+            version = registry.train_version(
+                session=session,
+                actor=_actor(),
+                rows=rows,
+                data_dir=_data_dir(),
+                note=note,
+                activate=activate,
+                progress=step,
+            )
+            progress.update(task, completed=_TRAIN_STEPS, description="done")
+    except DomainError as exc:
+        raise _fail(f"训练失败：{exc.message}") from exc
+    for line in _metrics_lines(version):
+        typer.echo(line)
+    if not version.active:
+        typer.echo(f"未启用；启用请运行 xihu dispatch activate {version.version}")
+
+
+@app.command()
+def evaluate(
+    input: Path = typer.Option(
+        ..., "--input", "-i", exists=True, dir_okay=False, help="CSV: title,text,label"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="只输出一个 JSON 对象"),
+) -> None:
+    """Evaluate the active model on a labelled CSV (accuracy, macro-F1, auto-dispatch rate and precision)."""
+    from xihu.dispatch import classifier, registry
+
+    rows = [r for r in classifier.read_rows(input) if (r.get("label") or "").strip()]
+    with _session() as session:
+        loaded = registry.active_model(session=session, data_dir=_data_dir())
+    if loaded is None:
+        raise _fail("没有已启用的派单模型：请先运行 xihu dispatch train 或 xihu dispatch activate")
+    model, version = loaded
+    result = classifier.evaluate(model, rows)
+    figures = {key: result[key] for key in EVALUATION_KEYS}
+    if as_json:
+        typer.echo(json.dumps(figures, ensure_ascii=False))
+        return
+    typer.echo(f"模型版本 (version): {version}    阈值 (threshold): {model.threshold:.4f}")
+    typer.echo(f"样本数 (n): {figures['n']}")
+    typer.echo(f"准确率 (accuracy): {figures['accuracy']:.4f}")
+    typer.echo(f"宏平均F1 (macro_f1): {figures['macro_f1']:.4f}")
+    typer.echo(f"自动派单率 (auto_rate): {figures['auto_rate']:.4f}")
+    typer.echo(f"自动派单准确率 (auto_precision): {figures['auto_precision']:.4f}")
+    typer.echo(f"单条耗时 (ms_per_appeal): {figures['ms_per_appeal']:.3f}")
+
+
+@app.command()
+def versions() -> None:
+    """List the model versions, newest first."""
+    from xihu.core import clock
+    from xihu.dispatch import registry
+
+    with _session() as session:
+        rows = registry.list_versions(session=session, actor=_actor(), data_dir=_data_dir())
+    if not rows:
+        typer.echo("还没有模型版本 (no model versions yet)")
+        return
+    for v in rows:
+        mark = "*" if v.active else " "
+        f1 = "-" if v.macro_f1 is None else f"{v.macro_f1:.4f}"
+        missing = "" if v.file_present else "  [文件缺失 file missing]"
+        typer.echo(
+            f"{mark} {v.id:>4}  {v.version}  {clock.fmt(v.created_at)}  n_train={v.n_train}  "
+            f"macro_f1={f1}  threshold={v.threshold:.4f}  {v.note}{missing}"
+        )
+
+
+def _version_id(session: Session, version: str) -> int:
+    from xihu.dispatch import registry
+
+    for v in registry.list_versions(session=session, actor=_actor(), data_dir=_data_dir()):
+        if v.version == version or str(v.id) == version:
+            return v.id
+    raise _fail(f"找不到模型版本 {version}")
+
+
+@app.command("activate")
+def activate_version(
+    version: str = typer.Argument(..., help="版本号（如 m20261121-2130-ab12）或编号"),
+) -> None:
+    """Make a model version the active one."""
+    from xihu.dispatch import registry
+
+    try:
+        with _session() as session:
+            done = registry.activate(
+                session=session,
+                actor=_actor(),
+                version_id=_version_id(session, version),
+                data_dir=_data_dir(),
+            )
+    except DomainError as exc:
+        raise _fail(f"启用失败：{exc.message}") from exc
+    typer.echo(f"已启用模型 {done.version} (activated)")
+
+
+@app.command()
+def rollback() -> None:
+    """Re-activate the version that was active before the current one."""
+    from xihu.dispatch import registry
+
+    try:
+        with _session() as session:
+            done = registry.rollback(session=session, actor=_actor(), data_dir=_data_dir())
+    except DomainError as exc:
+        raise _fail(f"回滚失败：{exc.message}") from exc
+    typer.echo(f"已回滚到模型 {done.version} (rolled back)")

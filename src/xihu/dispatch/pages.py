@@ -1,0 +1,96 @@
+"""HTML routes of the dispatch domain (models, responsibility table, reports)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from xihu.core.errors import DomainError
+from xihu.core.security import Actor
+from xihu.dispatch import registry
+from xihu.web.deps import get_actor, get_session, verify_csrf_form
+from xihu.web.pages import error_text, staff_or_redirect
+from xihu.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+MODELS_PAGE = "/staff/dispatch/models"
+PERMISSION = "dispatch.manage"
+
+
+def _models_page(
+    request: Request, session: Session, actor: Actor, *, error: str | None = None, status: int = 200
+) -> Response:
+    versions = registry.list_versions(
+        session=session, actor=actor, data_dir=request.app.state.settings.data_dir
+    )
+    active = next((v for v in versions if v.active), None)
+    return render(
+        request,
+        "dispatch/models.html",
+        status,
+        actor=actor,
+        versions=versions,
+        active=active,
+        error=error,
+        done=request.query_params.get("done", ""),
+    )
+
+
+@router.get(MODELS_PAGE)
+def models(
+    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> Response:
+    """模型版本: the category model versions with their metrics; activate one or roll back (admins)."""
+    redirect = staff_or_redirect(request, actor, PERMISSION)
+    if redirect is not None:
+        return redirect
+    return _models_page(request, session, actor)
+
+
+def _change(request: Request, session: Session, actor: Actor, what: str, call: object) -> Response:
+    redirect = staff_or_redirect(request, actor, PERMISSION)
+    if redirect is not None:
+        return redirect
+    assert callable(call)
+    try:
+        done = call()
+    except DomainError as exc:
+        session.rollback()
+        message, status = error_text(exc)
+        return _models_page(request, session, actor, error=f"{what}未成功：{message}", status=status)
+    return RedirectResponse(f"{MODELS_PAGE}?done={done.version}", status_code=303)
+
+
+@router.post(f"{MODELS_PAGE}/rollback", dependencies=[Depends(verify_csrf_form)])
+def rollback(
+    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> Response:
+    """Re-activate the previously active version and come back to the list."""
+    data_dir = request.app.state.settings.data_dir
+    return _change(
+        request,
+        session,
+        actor,
+        "回滚",
+        lambda: registry.rollback(session=session, actor=actor, data_dir=data_dir),
+    )
+
+
+@router.post(MODELS_PAGE + "/{version_id}/activate", dependencies=[Depends(verify_csrf_form)])
+def activate(
+    version_id: int,
+    request: Request,
+    actor: Actor = Depends(get_actor),
+    session: Session = Depends(get_session),
+) -> Response:
+    """Make a version the active model and come back to the list."""
+    data_dir = request.app.state.settings.data_dir
+    return _change(
+        request,
+        session,
+        actor,
+        "启用",
+        lambda: registry.activate(session=session, actor=actor, version_id=version_id, data_dir=data_dir),
+    )

@@ -1,0 +1,406 @@
+"""Model registry of intelligent dispatch (智能派单): train, version, activate, roll back, load the model.
+
+Model files live under the data directory (`XIHU_DATA_DIR`, default var/; never in git) as
+`models/<version>/model.joblib` with the metrics next to them (`model.json`); the table
+`dispatch_model_versions` lists them and marks the active one. Every activation and rollback is audited,
+and rollback follows the activation history kept in the append-only audit log (activate pushes, rollback
+pops), so rolling back twice goes back two versions rather than toggling between the last two.
+
+`active_model` keeps the loaded model in a process-wide cache and asks the database which version is active at
+most once every `CHECK_INTERVAL_SECONDS`, so a running server picks up an activation made elsewhere (another
+process, the CLI) without a restart while scoring stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from xihu.core import clock
+from xihu.core.audit import AuditEntry, record
+from xihu.core.config import get_settings
+from xihu.core.errors import Conflict, Invalid, NotFound
+from xihu.core.security import Actor, authorize
+from xihu.dispatch.classifier import CategoryModel, dedupe_rows, read_rows, row_text
+from xihu.dispatch.demo_examples import DEMO_EXAMPLES
+from xihu.dispatch.models import DispatchFeedback, ModelVersion
+from xihu.dispatch.schemas import ModelVersionRead
+
+__all__ = [
+    "CHECK_INTERVAL_SECONDS",
+    "MODEL_FILE",
+    "activate",
+    "active_model",
+    "demo_rows",
+    "ensure_demo_model",
+    "feedback_rows",
+    "get_version",
+    "list_versions",
+    "reset_cache",
+    "rollback",
+    "rows_from_csv",
+    "train_version",
+]
+
+log = logging.getLogger(__name__)
+
+# How often (seconds) `active_model` re-reads which version is active; tests set it to 0.
+CHECK_INTERVAL_SECONDS: float = 5.0
+MODEL_FILE = "model.joblib"
+MODELS_DIR = "models"
+PERMISSION = "dispatch.manage"
+ENTITY = "dispatch_model"
+ACTION_TRAIN = "dispatch.model.train"
+ACTION_ACTIVATE = "dispatch.model.activate"
+ACTION_ROLLBACK = "dispatch.model.rollback"
+
+Progress = Callable[[str], None]
+
+
+# ---------------------------------------------------------------- training data
+
+
+def rows_from_csv(path: str | Path) -> list[tuple[str, str]]:
+    """(text, label) rows of a CSV with columns title,text,label, or the shared file's columns.
+
+    The shared file's segmented `text` is replaced by `text_raw` when present, duplicates of a `dup_group`
+    are dropped, and rows without a label are skipped.
+    """
+    rows = dedupe_rows(read_rows(path))
+    out: list[tuple[str, str]] = []
+    for row in rows:
+        label = (row.get("label") or "").strip()
+        text = row_text(row)
+        if label and text:
+            out.append((text, label))
+    return out
+
+
+def demo_rows() -> list[tuple[str, str]]:
+    """(text, label) rows of the project's own illustrative examples."""
+    return [(f"{title} {text}", label) for title, text, label in DEMO_EXAMPLES]
+
+
+def feedback_rows(*, session: Session) -> list[tuple[str, str]]:
+    """Labelled feedback (returns with the right category, manual dispatches) as (text, category) rows."""
+    stmt = (
+        select(DispatchFeedback.text, DispatchFeedback.category)
+        .where(DispatchFeedback.category.is_not(None), DispatchFeedback.category != "")
+        .order_by(DispatchFeedback.id)
+    )
+    return [(text, category) for text, category in session.execute(stmt) if text and category]
+
+
+# ---------------------------------------------------------------- versions
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    return Path(data_dir) if data_dir is not None else get_settings().data_dir
+
+
+def _resolve(path: str, data_dir: Path | None) -> Path:
+    """The model file of a version: stored paths are relative to the data directory when inside it."""
+    p = Path(path)
+    return p if p.is_absolute() else _data_dir(data_dir) / p
+
+
+def _new_version() -> str:
+    """A version string such as m20261121-2130-ab12 (local time of training + random)."""
+    local = clock.local(clock.now())
+    assert local is not None
+    return f"m{local:%Y%m%d-%H%M}-{secrets.token_hex(2)}"
+
+
+def _metric(metrics: dict[str, object], key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _read(row: ModelVersion, data_dir: Path | None = None) -> ModelVersionRead:
+    metrics = dict(row.metrics or {})
+    n_train = metrics.get("n_train")
+    n_feedback = metrics.get("n_feedback")
+    return ModelVersionRead(
+        id=row.id,
+        version=row.version,
+        path=row.path,
+        threshold=row.threshold,
+        note=row.note,
+        active=row.active,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        file_present=_resolve(row.path, data_dir).is_file(),
+        n_train=n_train if isinstance(n_train, int) else 0,
+        n_feedback=n_feedback if isinstance(n_feedback, int) else 0,
+        accuracy=_metric(metrics, "accuracy"),
+        macro_f1=_metric(metrics, "macro_f1"),
+        auto_rate=_metric(metrics, "auto_rate"),
+        auto_precision=_metric(metrics, "auto_precision"),
+        metrics=metrics,
+    )
+
+
+def train_version(
+    *,
+    session: Session,
+    actor: Actor,
+    rows: list[tuple[str, str]],
+    data_dir: Path,
+    note: str = "",
+    activate: bool = True,
+    progress: Progress | None = None,
+) -> ModelVersionRead:
+    """Train on `rows` plus the labelled feedback, save the model as a new version, optionally activate it."""
+    authorize(actor, PERMISSION)
+    say = progress or (lambda _msg: None)
+    feedback = feedback_rows(session=session)
+    texts = [text for text, _ in rows] + [text for text, _ in feedback]
+    labels = [label for _, label in rows] + [label for _, label in feedback]
+    if not texts:
+        raise Invalid("没有可用于训练的样本", english="no training rows")
+    try:
+        model = CategoryModel().fit(texts, labels, progress=say)
+    except ValueError as exc:
+        raise Invalid("训练数据不足：至少需要两个类别，且每个类别至少两条样本", english=str(exc)) from exc
+    model.metrics["n_feedback"] = len(feedback)
+    model.metrics["n_rows"] = len(rows)
+    version = _new_version()
+    while session.scalar(select(ModelVersion.id).where(ModelVersion.version == version)) is not None:
+        version = _new_version()
+    data_dir = Path(data_dir)
+    target = data_dir / MODELS_DIR / version / MODEL_FILE
+    say("saving")
+    model.save(target)
+    row = ModelVersion(
+        version=version,
+        path=f"{MODELS_DIR}/{version}/{MODEL_FILE}",
+        threshold=float(model.threshold),
+        metrics=model.metrics,
+        note=note[:200],
+        active=False,
+        created_by=actor.label[:64],
+        created_at=clock.now(),
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session=session,
+        actor=actor,
+        action=ACTION_TRAIN,
+        entity=ENTITY,
+        entity_id=row.id,
+        reason=note or None,
+        detail={
+            "version": version,
+            "n_train": model.metrics.get("n_train"),
+            "n_feedback": len(feedback),
+            "macro_f1": model.metrics.get("macro_f1"),
+        },
+    )
+    if activate:
+        _activate(session=session, actor=actor, row=row, data_dir=data_dir, action=ACTION_ACTIVATE)
+    session.flush()
+    return _read(row, data_dir)
+
+
+def ensure_demo_model(*, session: Session, data_dir: Path) -> ModelVersionRead | None:
+    """Train and activate a model from the illustrative examples when no version exists yet."""
+    if session.scalar(select(func.count(ModelVersion.id))):
+        return None
+    return train_version(
+        session=session,
+        actor=Actor.system(),
+        rows=demo_rows(),
+        data_dir=data_dir,
+        note="演示模型：项目自编示例诉求 (illustrative examples)",
+        activate=True,
+    )
+
+
+def list_versions(*, session: Session, actor: Actor, data_dir: Path | None = None) -> list[ModelVersionRead]:
+    """Every model version, newest first."""
+    authorize(actor, PERMISSION)
+    rows = session.scalars(
+        select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+    )
+    return [_read(row, data_dir) for row in rows]
+
+
+def get_version(
+    *, session: Session, actor: Actor, version_id: int, data_dir: Path | None = None
+) -> ModelVersionRead:
+    """One model version."""
+    authorize(actor, PERMISSION)
+    return _read(_row(session, version_id), data_dir)
+
+
+def _row(session: Session, version_id: int) -> ModelVersion:
+    row = session.get(ModelVersion, version_id)
+    if row is None:
+        raise NotFound("模型版本不存在", english=f"model version {version_id} not found")
+    return row
+
+
+def _current(session: Session, *, lock: bool = False) -> ModelVersion | None:
+    stmt = select(ModelVersion).order_by(ModelVersion.id)
+    if lock:  # serialize activations on PostgreSQL (SQLite's BEGIN IMMEDIATE already does)
+        session.execute(stmt.with_for_update()).all()
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.active.is_(True))
+        .order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc())
+        .limit(1)
+    )
+
+
+def _activate(
+    *, session: Session, actor: Actor, row: ModelVersion, data_dir: Path | None, action: str
+) -> None:
+    """Make `row` the only active version and audit the change."""
+    if not _resolve(row.path, data_dir).is_file():
+        raise Invalid(
+            f"模型文件缺失，无法启用版本 {row.version}", english=f"model file of {row.version} is missing"
+        )
+    current = _current(session, lock=True)
+    session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.active.is_(True), ModelVersion.id != row.id)
+        .values(active=False)
+        .execution_options(synchronize_session="fetch")
+    )
+    row.active = True
+    row.activated_at = clock.now()
+    session.flush()
+    record(
+        session=session,
+        actor=actor,
+        action=action,
+        entity=ENTITY,
+        entity_id=row.id,
+        from_state=current.version[:24] if current is not None else None,
+        to_state=row.version[:24],
+        detail={"version": row.version, "previous": current.version if current is not None else None},
+    )
+    session.flush()
+
+
+def activate(
+    *, session: Session, actor: Actor, version_id: int, data_dir: Path | None = None
+) -> ModelVersionRead:
+    """Make a version the active model (its file must exist)."""
+    authorize(actor, PERMISSION)
+    row = _row(session, version_id)
+    _activate(session=session, actor=actor, row=row, data_dir=data_dir, action=ACTION_ACTIVATE)
+    return _read(row, data_dir)
+
+
+def _history(session: Session) -> list[int]:
+    """The activation stack replayed from the audit log: activate pushes, rollback pops back to its target."""
+    stmt = (
+        select(AuditEntry.action, AuditEntry.entity_id)
+        .where(AuditEntry.entity == ENTITY, AuditEntry.action.in_((ACTION_ACTIVATE, ACTION_ROLLBACK)))
+        .order_by(AuditEntry.id)
+    )
+    stack: list[int] = []
+    for action, entity_id in session.execute(stmt):
+        version_id = int(entity_id)
+        if action == ACTION_ACTIVATE:
+            if not stack or stack[-1] != version_id:
+                stack.append(version_id)
+        else:
+            while stack and stack[-1] != version_id:
+                stack.pop()
+            if not stack:
+                stack.append(version_id)
+    return stack
+
+
+def rollback(*, session: Session, actor: Actor, data_dir: Path | None = None) -> ModelVersionRead:
+    """Re-activate the version that was active before the current one."""
+    authorize(actor, PERMISSION)
+    current = _current(session, lock=True)
+    if current is None:
+        raise Conflict("当前没有启用的模型，无法回滚", english="no active model to roll back from")
+    stack = _history(session)
+    while stack and stack[-1] != current.id:
+        stack.pop()
+    if stack:
+        stack.pop()
+    while stack and stack[-1] == current.id:
+        stack.pop()
+    if not stack:
+        raise Conflict("没有可回滚的上一个模型版本", english="no earlier active version to roll back to")
+    target = _row(session, stack[-1])
+    _activate(session=session, actor=actor, row=target, data_dir=data_dir, action=ACTION_ROLLBACK)
+    return _read(target, data_dir)
+
+
+# ---------------------------------------------------------------- the active model, cached per process
+
+
+@dataclass
+class _Cached:
+    checked_at: float
+    version_id: int | None
+    version: str | None
+    model: CategoryModel | None
+
+
+_cache: dict[tuple[str, str], _Cached] = {}
+_lock = threading.Lock()
+
+
+def reset_cache() -> None:
+    """Forget the loaded models (tests; after files changed on disk)."""
+    with _lock:
+        _cache.clear()
+
+
+def _cache_key(session: Session, data_dir: Path | None) -> tuple[str, str]:
+    bind = session.get_bind()
+    url = bind.engine.url.render_as_string(hide_password=True)
+    return url, str(_data_dir(data_dir).resolve())
+
+
+def active_model(*, session: Session, data_dir: Path | None = None) -> tuple[CategoryModel, str] | None:
+    """The active model and its version string, or None when no usable version is active.
+
+    Which version is active is re-read at most once every CHECK_INTERVAL_SECONDS; the file is loaded only when
+    the active version changed.
+    """
+    key = _cache_key(session, data_dir)
+    now = time.monotonic()
+    with _lock:
+        cached = _cache.get(key)
+        if cached is not None and now - cached.checked_at < CHECK_INTERVAL_SECONDS:
+            return (cached.model, cached.version) if cached.model is not None and cached.version else None
+    found = session.execute(
+        select(ModelVersion.id, ModelVersion.version, ModelVersion.path)
+        .where(ModelVersion.active.is_(True))
+        .order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc())
+        .limit(1)
+    ).first()
+    if found is None:
+        entry = _Cached(now, None, None, None)
+    elif cached is not None and cached.version_id == found.id and cached.model is not None:
+        entry = _Cached(now, cached.version_id, cached.version, cached.model)
+    else:
+        path = _resolve(found.path, data_dir)
+        try:
+            model: CategoryModel | None = CategoryModel.load(path)
+        except (OSError, ValueError, EOFError) as exc:
+            log.warning("cannot load dispatch model %s from %s: %s", found.version, path, exc)
+            model = None
+        entry = _Cached(now, found.id, found.version, model)
+    with _lock:
+        _cache[key] = entry
+    return (entry.model, entry.version) if entry.model is not None and entry.version else None

@@ -1,0 +1,81 @@
+"""Routing with the trained model, the responsibility table and location, as intake uses it."""
+
+from __future__ import annotations
+
+import pytest
+
+import factories
+from xihu.appeals import service as appeal_service
+from xihu.appeals.enums import Channel
+from xihu.appeals.schemas import AppealCreate
+from xihu.core.security import Actor
+from xihu.dispatch import registry, responsibility
+from xihu.dispatch import service as dispatch_service
+from xihu.dispatch.schemas import RoutingInput, RuleUpdate
+
+ADMIN = Actor.system("测试管理员")
+LAMP = "小区路灯坏了好几天，晚上很黑，物业一直不修"
+
+
+@pytest.fixture
+def model(session, settings):
+    """The demo model trained and active; the registry re-reads the active version at every call."""
+    registry.CHECK_INTERVAL_SECONDS = 0
+    registry.reset_cache()
+    version = registry.train_version(
+        session=session, actor=ADMIN, rows=registry.demo_rows(), data_dir=settings.data_dir, activate=True
+    )
+    session.flush()
+    yield version
+    registry.reset_cache()
+
+
+def test_model_route_gives_top_candidates_with_reasons(session, model) -> None:
+    xixi = factories.unit(session, "330106004")
+    result = dispatch_service.route(session=session, appeal=RoutingInput(description=LAMP, street_id=xixi))
+    assert result.model_version == model.version
+    assert 1 <= len(result.candidates) <= 4
+    best = result.best
+    assert best is not None and best.category == "城乡建设"
+    assert any(r.startswith("文本特征") for r in best.reasons)
+    assert best.confidence == pytest.approx(max(c.confidence for c in result.candidates))
+    assert result.auto == (best.confidence >= model.threshold)
+
+
+def test_below_threshold_goes_to_the_manual_queue(session, model) -> None:
+    registry.reset_cache()
+    active = registry.active_model(session=session)
+    assert active is not None
+    active[0].threshold = 1.01  # nothing is sure enough now
+    appeal_in = AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004"))
+    submitted = appeal_service.submit(
+        session=session, actor=Actor.citizen(), appeal_in=appeal_in, channel=Channel.web
+    )
+    assert submitted.state == "submitted"
+    assert appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
+
+
+def test_remapping_a_category_changes_the_unit_without_retraining(session, model) -> None:
+    xixi = factories.unit(session, "330106004")
+    before = dispatch_service.route(
+        session=session, appeal=RoutingInput(description=LAMP, street_id=xixi)
+    ).best
+    assert before is not None
+    rule = next(
+        r
+        for r in responsibility.list_rules(session=session, actor=ADMIN)
+        if r.category == before.category and not r.keywords and r.target == "unit"
+    )
+    cg = factories.unit(session, "D-CG")
+    responsibility.update_rule(session=session, actor=ADMIN, rule_id=rule.id, rule_in=RuleUpdate(unit_id=cg))
+    after = dispatch_service.route(
+        session=session, appeal=RoutingInput(description=LAMP, street_id=xixi)
+    ).best
+    assert before.unit_id != cg
+    assert after is not None and after.category == before.category and after.unit_id == cg
+
+
+def test_location_from_text_when_no_place_is_given(session, model) -> None:
+    result = dispatch_service.route(session=session, appeal=RoutingInput(description="蒋村街道" + LAMP))
+    assert result.street_id == factories.unit(session, "330106011")
+    assert "蒋村" in result.location_reason
