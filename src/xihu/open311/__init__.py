@@ -1,0 +1,1 @@
+"""Open311 GeoReport v2 interface over the appeals and dispatch services."""
