@@ -171,7 +171,9 @@ def test_citizen_to_staff_to_rating(server) -> None:  # type: ignore[no-untyped-
             citizen.click("label.choice-satisfied")
             citizen.fill("textarea[name=comment]", "修得很快，谢谢！")
             # The page is already at /t/CODE, so wait for the POST itself rather than for a URL.
-            with citizen.expect_response(lambda r: r.url.endswith("/rate") and r.request.method == "POST") as rated:
+            with citizen.expect_response(
+                lambda r: r.url.endswith("/rate") and r.request.method == "POST"
+            ) as rated:
                 citizen.click(".rate-card button[type=submit]")
             assert rated.value.status == 303, citizen.locator(".alert").all_inner_texts()
             citizen.wait_for_load_state()
