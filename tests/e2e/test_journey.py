@@ -118,24 +118,31 @@ def test_citizen_to_staff_to_rating(server) -> None:  # type: ignore[no-untyped-
             _login(dispatcher, base, "dispatcher")
             dispatcher.goto(f"{base}/staff/dispatch")
             dispatcher.screenshot(path=str(SHOTS / "dispatch_queue_desktop.png"), full_page=True)
-            if dispatcher.locator(f".queue-item:has-text('{code}')").count():
-                dispatcher.click(f".queue-item:has-text('{code}') a.mono")
+            in_queue = dispatcher.locator(f".queue-item:has-text('{code}')").count() > 0
+            dispatcher.goto(f"{base}/staff?state=&q={code}")
+            found = dispatcher.locator(f"[data-testid=inbox] tr:has-text('{code}')")
+            expect(found).to_have_count(1)
+            routed_to = found.inner_text()
+            found.locator("td.mono a").click()
+            dispatcher.wait_for_url(re.compile(r".*/staff/appeals/\d+$"))
+            if in_queue:
                 form = dispatcher.locator("form#act-dispatch")
                 form.locator("select[name=unit_id]").select_option(label="区住建局")
                 form.locator("select[name=category]").select_option("城乡建设")
                 form.locator("button[type=submit]").click()
-                dispatcher.wait_for_url(re.compile(r".*/staff/appeals/\d+$"))
                 expect(dispatcher.get_by_test_id("state")).to_have_text("已派单待签收")
-            else:
-                # Routed automatically; still exercise the manual form on a demo appeal waiting in the queue.
-                queued = dispatcher.locator(".queue-item a.mono")
-                if queued.count():
-                    queued.first.click()
-                    form = dispatcher.locator("form#act-dispatch")
-                    form.locator("select[name=unit_id]").select_option(label="区城管局")
+            elif "区住建局" not in routed_to:
+                # The router chose another unit with confidence; the dispatcher corrects it (改派).
+                form = dispatcher.locator("form#act-transfer")
+                form.locator("select[name=unit_id]").select_option(label="区住建局")
+                form.locator("textarea[name=reason]").fill("路灯线路属住建部门维护")
+                with dispatcher.expect_response(lambda r: r.url.endswith("/transfer")) as moved:
                     form.locator("button[type=submit]").click()
-                    # 区城管局 may sign automatically (24-hour mode)
-                    expect(dispatcher.get_by_test_id("state")).to_have_text(re.compile("已派单待签收|已签收"))
+                assert moved.value.status == 303, dispatcher.locator(".alert").all_inner_texts()
+            # Wherever it went first, it now waits at 区住建局 (the row says where it is when it does not).
+            dispatcher.goto(f"{base}/staff?state=&q={code}")
+            expect(found).to_have_count(1)
+            expect(found, found.inner_text()).to_contain_text("区住建局")
             dispatcher.close()
 
             # 3. The handler of 区住建局 signs, starts and completes it from the inbox.
