@@ -1,4 +1,4 @@
-"""Background work of the appeals domain: the SLA sweeper that escalates breached clocks."""
+"""Background work of the appeals domain: the SLA sweeper that escalates breached clocks, deferred routing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Action, DeadlineKind, State
-from xihu.appeals.models import Appeal, AppealEvent, Deadline, Supervision
+from xihu.appeals.models import Appeal, AppealEvent, Deadline, RoutingTask, Supervision
 from xihu.core import audit, clock, outbox
 from xihu.core.jobs import lock_skip_locked, periodic
 from xihu.core.security import Actor, Role, list_users_with_role
@@ -94,3 +95,45 @@ def sweep_deadlines(factory: sessionmaker[Session], worker_id: str, batch: int =
         escalated += len(rows)
         if len(rows) < batch:
             return escalated
+
+
+MAX_ROUTING_ATTEMPTS = 5
+
+
+@periodic("route")
+def route_deferred(factory: sessionmaker[Session], worker_id: str, batch: int = 50) -> int:
+    """Route appeals acknowledged without routing (XIHU_ROUTE_DEFERRED), each exactly once.
+
+    Tasks are claimed like deadlines (FOR UPDATE SKIP LOCKED). Each appeal is routed in a savepoint, so one
+    that fails is retried later and the others go on; after MAX_ROUTING_ATTEMPTS it is left to the
+    dispatchers, in whose queue it has been all along (state 待派单).
+    """
+    routed = 0
+    while True:
+        with factory() as session:
+            stmt = select(RoutingTask).order_by(RoutingTask.queued_at).limit(batch)
+            tasks = list(session.scalars(lock_skip_locked(stmt, session)))
+            for task in tasks:
+                try:
+                    with session.begin_nested():
+                        routed += appeal_service.route_queued(session=session, appeal_id=task.appeal_id)
+                except Exception as exc:  # noqa: BLE001 - any failure leaves the appeal with the dispatchers
+                    log.exception("routing appeal %s failed", task.appeal_id)
+                    task.attempts += 1
+                    task.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                    if task.attempts >= MAX_ROUTING_ATTEMPTS:
+                        audit.record(
+                            session=session,
+                            actor=SWEEPER,
+                            action="appeal.routing_failed",
+                            entity="appeal",
+                            entity_id=task.appeal_id,
+                            reason="智能派单多次失败，转人工派单",
+                            detail={"error": task.last_error},
+                        )
+                        session.delete(task)
+                    continue
+                session.delete(task)
+            session.commit()
+        if len(tasks) < batch:
+            return routed

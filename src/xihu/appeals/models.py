@@ -105,6 +105,17 @@ class Deadline(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class RoutingTask(Base):
+    """An acknowledged appeal waiting for the router (XIHU_ROUTE_DEFERRED); deleted once routed."""
+
+    __tablename__ = "routing_tasks"
+
+    appeal_id: Mapped[int] = mapped_column(ForeignKey("appeals.id"), primary_key=True)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
 class Supervision(Base):
     """A 督办 record: raised by a supervisor, or automatically when a deadline is breached."""
 

@@ -33,6 +33,7 @@ from xihu.appeals.models import (
     ExtensionRequest,
     IdempotencyKey,
     Photo,
+    RoutingTask,
     SlaPolicy,
     Supervision,
 )
@@ -231,7 +232,9 @@ def submit(
         detail={"channel": channel.value},
     )
     events.publish("appeal.submitted", session=session, appeal_id=appeal.id)
-    if auto_route:
+    if auto_route and settings.route_deferred:
+        session.add(RoutingTask(appeal_id=appeal.id, queued_at=now))
+    elif auto_route:
         _route(session, appeal)
     session.flush()
     return _result(appeal, created=True)
@@ -304,6 +307,15 @@ def _route(session: Session, appeal: Appeal) -> None:
                 unit_id=best.unit_id, category=best.category, message="智能派单：" + "；".join(best.reasons)
             ),
         )
+
+
+def route_queued(*, session: Session, appeal_id: int) -> bool:
+    """Route an appeal whose routing was deferred; False when a person already dispatched or merged it."""
+    appeal = session.get(Appeal, appeal_id)
+    if appeal is None or appeal.state != State.submitted.value:
+        return False
+    _route(session, appeal)
+    return True
 
 
 # ---------------------------------------------------------------- lifecycle helpers
