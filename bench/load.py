@@ -1,0 +1,301 @@
+"""Mixed load on loopback: intake, tracking pages, unit inboxes and the cockpit, beside the no-op endpoint.
+
+Starts a fresh PostgreSQL database (or SQLite with --backend sqlite), `xihu migrate`, the demo data,
+`xihu serve --workers W` and K `xihu worker` processes with deferred routing (XIHU_ROUTE_DEFERRED=1: the
+request stores and acknowledges, the workers route). The load comes from wrk (Debian package `wrk`, a C
+load generator, so the generator takes little of the machine's two cores): one wrk per kind of request,
+all at the same time, then wrk on /noop alone for the baseline. Afterwards it checks that every
+acknowledged appeal is in the database and that the routing queue drained.
+
+Prints one JSON line. Usage:
+  python bench/load.py [--seconds 300] [--backend postgresql|sqlite] [--web-workers 2] [--job-workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, make_url, text
+
+XIHU = str(Path(sys.executable).parent / "xihu")
+PG_URL = os.environ.get("XIHU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PASSWORD = "demo12345"
+
+# wrk scripts. Each intake carries a unique Idempotency-Key and a unique description, so that the check
+# afterwards can count what was stored against what was acknowledged (2xx).
+INTAKE_LUA = r"""
+local counter = 0
+local thread_id = 0
+setup = function(thread) thread:set("id", thread_id); thread_id = thread_id + 1 end
+init = function(args) math.randomseed(os.time() * 1000 + id) end
+request = function()
+  counter = counter + 1
+  local body = '{"description":"翠苑一区小区门口路灯坏了好几天，晚上很黑 #'
+    .. id .. '-' .. counter .. '","street_id":STREET,"citizen_phone":"13812345678"}'
+  local headers = {["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = "load-RUN-" .. id .. "-" .. counter}
+  return wrk.format("POST", "/api/appeals", headers, body)
+end
+"""
+
+GET_LUA = r"""
+local paths = {PATHS}
+local cookie = "COOKIE"
+local n = 0
+request = function()
+  n = n + 1
+  local headers = {}
+  if cookie ~= "" then headers["Cookie"] = cookie end
+  return wrk.format("GET", paths[(n % #paths) + 1], headers)
+end
+"""
+
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_pg(url: str, name: str) -> str:
+    """A new, empty PostgreSQL database for this run."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """Requests/s, latency percentiles and errors from wrk's --latency report."""
+
+    def ms(value: str) -> float:
+        m = re.match(r"([\d.]+)(us|ms|s)", value)
+        assert m, value
+        return round(float(m.group(1)) * UNIT[m.group(2)], 2)
+
+    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "n": int(total.group(1)) if total else 0,
+        "p50_ms": ms(pct["50"]) if "50" in pct else None,
+        "p99_ms": ms(pct["99"]) if "99" in pct else None,
+        "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0),
+    }
+
+
+def wrk(base: str, script: Path, seconds: float, connections: int) -> subprocess.Popen[str]:
+    """Start one wrk process (one thread per connection pair) with a Lua script."""
+    threads = max(1, min(2, connections))
+    return subprocess.Popen(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            base,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def login(base: str, username: str) -> str:
+    """The session cookie of a demo account."""
+    r = httpx.post(f"{base}/api/auth/login", json={"username": username, "password": PASSWORD}, timeout=30)
+    r.raise_for_status()
+    return "; ".join(f"{k}={v}" for k, v in r.cookies.items())
+
+
+def wait_healthy(base: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until /healthz answers."""
+    for _ in range(600):
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("a server process exited during start-up")
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("server did not become healthy")
+
+
+def main() -> None:
+    """Run the mixed load and print one JSON line."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--job-workers", type=int, default=1)
+    parser.add_argument("--intake-connections", type=int, default=32)
+    parser.add_argument("--read-connections", type=int, default=4, help="each for tracking, inbox, cockpit")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="xihu-load-"))
+    run = uuid.uuid4().hex[:8]
+    if args.backend == "postgresql":
+        url = fresh_pg(PG_URL, f"xihu_load_{run}")
+    else:
+        url = f"sqlite:///{work / 'load.db'}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "XIHU_DATA_DIR": str(work),
+        "XIHU_DATABASE_URL": url,
+        "XIHU_DEMO": "1",
+        "XIHU_PORT": str(port),
+        "XIHU_RATE_LIMIT_PER_MINUTE": "0",  # one generator address: measure the server, not the limiter
+        "XIHU_ROUTE_DEFERRED": "1",
+        "XIHU_SWEEP_INTERVAL_SECONDS": "1",
+    }
+    subprocess.run([XIHU, "migrate"], env=env, check=True, capture_output=True)
+    demo = [XIHU, "demo", "--load-only", "--appeals", "200"]
+    subprocess.run(demo, env=env, check=True, capture_output=True)
+    procs: list[subprocess.Popen[bytes]] = [
+        subprocess.Popen(
+            [XIHU, "serve", "--port", str(port), "--workers", str(args.web_workers)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "serve.log", "wb"),  # noqa: SIM115 - kept open for the server's life
+        )
+    ]
+    if args.backend == "postgresql":
+        procs += [
+            subprocess.Popen(
+                [XIHU, "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(work / f"worker{i}.log", "wb"),  # noqa: SIM115
+            )
+            for i in range(args.job_workers)
+        ]
+    result: dict[str, Any] = {"bench": "load", "backend": args.backend, "seconds": args.seconds}
+    try:
+        wait_healthy(base, procs)
+        streets = httpx.get(base + "/api/units", params={"kind": "street"}).json()
+        street = next(u["id"] for u in streets if u["name"] == "翠苑街道")
+        codes = []
+        for i in range(20):
+            r = httpx.post(
+                base + "/api/appeals",
+                json={"description": f"预热：小区路灯不亮了，请维修 {i}", "street_id": street},
+                headers={"Idempotency-Key": f"warm-{run}-{i}"},
+            )
+            r.raise_for_status()
+            codes.append(r.json()["tracking_code"])
+        handler, leader = login(base, "zj_handler"), login(base, "admin")
+        cockpit = httpx.get(base + "/cockpit", headers={"Cookie": leader}).status_code == 200
+
+        scripts = {
+            "intake": INTAKE_LUA.replace("STREET", str(street)).replace("RUN", run),
+            "track": GET_LUA.replace("{PATHS}", "{" + ",".join(f'"/t/{c}"' for c in codes) + "}").replace(
+                "COOKIE", ""
+            ),
+            "inbox": GET_LUA.replace("{PATHS}", '{"/staff"}').replace("COOKIE", handler),
+        }
+        if cockpit:
+            scripts["cockpit"] = GET_LUA.replace("{PATHS}", '{"/cockpit"}').replace("COOKIE", leader)
+        scripts["noop"] = GET_LUA.replace("{PATHS}", '{"/noop"}').replace("COOKIE", "")
+        paths = {}
+        for name, body in scripts.items():
+            paths[name] = work / f"{name}.lua"
+            paths[name].write_text(body)
+
+        # Baseline first, alone, with as many connections as the mixed run uses in all.
+        total_conn = args.intake_connections + args.read_connections * (len(scripts) - 2)
+        noop = wrk(base, paths["noop"], min(30, args.seconds), total_conn)
+        noop_out, _ = noop.communicate()
+        result["noop"] = parse_wrk(noop_out)
+
+        running = {
+            name: wrk(
+                base,
+                paths[name],
+                args.seconds,
+                args.intake_connections if name == "intake" else args.read_connections,
+            )
+            for name in scripts
+            if name != "noop"
+        }
+        for name, proc in running.items():
+            out, _ = proc.communicate()
+            result[name] = parse_wrk(out)
+
+        # Every acknowledged intake is stored; the routing queue drains.
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT count(*) FROM appeals WHERE description LIKE :p"), {"p": "翠苑一区小区门口路灯%"}
+            ).scalar_one()
+            deadline = time.monotonic() + 120
+            pending = conn.execute(text("SELECT count(*) FROM routing_tasks")).scalar_one()
+            while pending and time.monotonic() < deadline:
+                time.sleep(1)
+                pending = conn.execute(text("SELECT count(*) FROM routing_tasks")).scalar_one()
+        engine.dispose()
+        intake = result["intake"]
+        acknowledged = intake["n"] - intake["errors"]
+        result.update(
+            {
+                "web_workers": args.web_workers,
+                "job_workers": args.job_workers if args.backend == "postgresql" else "in-process",
+                "intake_rps": intake["rps"],
+                "intake_p50_ms": intake["p50_ms"],
+                "intake_p99_ms": intake["p99_ms"],
+                "noop_rps": result["noop"]["rps"],
+                "ratio_intake_to_noop": round(intake["rps"] / result["noop"]["rps"], 3),
+                "acknowledged": acknowledged,
+                "stored": stored,
+                "routing_pending_after_120s": pending,
+                "cockpit_measured": cockpit,
+            }
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if args.backend == "postgresql":
+            admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "xihu_load_{run}" WITH (FORCE)'))
+            admin.dispose()
+    print(json.dumps(result, ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()
