@@ -18,8 +18,7 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, committed once when the handler has succeeded."""
+def _unit_of_work(request: Request) -> Iterator[Session]:
     session = request.app.state.session_factory()
     try:
         yield session
@@ -29,6 +28,15 @@ def get_session(request: Request) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def get_session(session: Session = Depends(_unit_of_work, scope="function")) -> Session:
+    """One session per request, committed once when the handler has succeeded, before the answer is sent.
+
+    The function scope matters: with FastAPI's default ("request") scope the commit would run after the
+    response had gone out, so a failed commit could follow a 201 and an acknowledged appeal be lost.
+    """
+    return session
 
 
 def get_actor(request: Request, session: Session = Depends(get_session)) -> Actor:
