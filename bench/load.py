@@ -34,13 +34,13 @@ XIHU = str(Path(sys.executable).parent / "xihu")
 PG_URL = os.environ.get("XIHU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PASSWORD = "demo12345"
 
-# wrk scripts. Each intake carries a unique Idempotency-Key and a unique description, so that the check
-# afterwards can count what was stored against what was acknowledged (2xx).
+# wrk scripts. Each intake carries a unique Idempotency-Key; the tracking code of every acknowledged (2xx)
+# intake is written down, so that the check afterwards can look each one up.
 INTAKE_LUA = r"""
 local counter = 0
 local thread_id = 0
 setup = function(thread) thread:set("id", thread_id); thread_id = thread_id + 1 end
-init = function(args) math.randomseed(os.time() * 1000 + id) end
+init = function(args) acked = io.open("ACKDIR/acked-" .. id .. ".txt", "w") end
 request = function()
   counter = counter + 1
   local body = '{"description":"翠苑一区小区门口路灯坏了好几天，晚上很黑 #'
@@ -48,6 +48,12 @@ request = function()
   local headers = {["Content-Type"] = "application/json",
     ["Idempotency-Key"] = "load-RUN-" .. id .. "-" .. counter}
   return wrk.format("POST", "/api/appeals", headers, body)
+end
+response = function(status, headers, body)
+  if status == 201 or status == 200 then
+    local code = string.match(body, '"tracking_code":%s*"(XH[0-9A-Z]+)"')
+    if code then acked:write(code, "\n"); acked:flush() end
+  end
 end
 """
 
@@ -218,7 +224,9 @@ def main() -> None:
         cockpit = httpx.get(base + "/cockpit", headers={"Cookie": leader}).status_code == 200
 
         scripts = {
-            "intake": INTAKE_LUA.replace("STREET", str(street)).replace("RUN", run),
+            "intake": INTAKE_LUA.replace("STREET", str(street))
+            .replace("RUN", run)
+            .replace("ACKDIR", str(work)),
             "track": GET_LUA.replace("{PATHS}", "{" + ",".join(f'"/t/{c}"' for c in codes) + "}").replace(
                 "COOKIE", ""
             ),
@@ -253,11 +261,15 @@ def main() -> None:
             result[name] = parse_wrk(out)
 
         # Every acknowledged intake is stored; the routing queue drains.
+        acked = {c for f in work.glob("acked-*.txt") for c in f.read_text().split()}
         engine = create_engine(url)
         with engine.connect() as conn:
-            stored = conn.execute(
-                text("SELECT count(*) FROM appeals WHERE description LIKE :p"), {"p": "翠苑一区小区门口路灯%"}
-            ).scalar_one()
+            stored = set(
+                conn.execute(
+                    text("SELECT tracking_code FROM appeals WHERE description LIKE :p"),
+                    {"p": "翠苑一区小区门口路灯%"},
+                ).scalars()
+            )
             deadline = time.monotonic() + 120
             pending = conn.execute(text("SELECT count(*) FROM routing_tasks")).scalar_one()
             while pending and time.monotonic() < deadline:
@@ -276,7 +288,9 @@ def main() -> None:
                 "noop_rps": result["noop"]["rps"],
                 "ratio_intake_to_noop": round(intake["rps"] / result["noop"]["rps"], 3),
                 "acknowledged": acknowledged,
-                "stored": stored,
+                "acknowledged_codes_logged": len(acked),
+                "stored": len(stored),
+                "acknowledged_but_missing": len(acked - stored),
                 "routing_pending_after_120s": pending,
                 "cockpit_measured": cockpit,
             }
