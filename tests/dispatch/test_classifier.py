@@ -7,11 +7,18 @@ import json
 import math
 from pathlib import Path
 
+import joblib
+import numpy as np
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.naive_bayes import ComplementNB
+from sklearn.svm import LinearSVC
 
 from xihu.dispatch.classifier import (
     LABELS,
     CategoryModel,
+    _fit_confidence,
+    _with_confidence,
     auto_threshold,
     dedupe_rows,
     evaluate,
@@ -173,3 +180,133 @@ def test_train_from_csv(tmp_path: Path) -> None:
 def test_unfitted_model_raises() -> None:
     with pytest.raises(RuntimeError):
         CategoryModel().predict_proba(["路灯坏了"])
+
+
+def test_ensemble_members_stack_as_one_linear_scorer() -> None:
+    texts, labels = _texts_labels()
+    model = CategoryModel(members=("svm", "nbsvm", "cnb"))
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, lowercase=False)
+    x = vectorizer.fit_transform([normalize(t) for t in texts])
+    y = np.asarray(labels)
+    classes = np.unique(y)
+    coef, intercept = model._fit_members(x, y, classes)
+    k = classes.size
+    assert coef.shape == (x.shape[1], 3 * k) and intercept.shape == (3 * k,)
+    scores = x @ coef + intercept
+    svm = LinearSVC(C=model.C, random_state=model.random_state).fit(x, y)
+    assert np.allclose(scores[:, :k], svm.decision_function(x))
+    cnb = ComplementNB(alpha=model.cnb_alpha).fit(x, y)
+    jll = x @ cnb.feature_log_prob_.T
+    assert np.allclose(scores[:, 2 * k :], jll - jll.mean(axis=1, keepdims=True))
+    # NB-SVM folds the log-count-ratio scaling into its weights: same scores as the SVM on scaled features
+    present = (x > 0).astype(float)
+    pos = y == classes[0]
+    p = np.asarray(present[pos].sum(axis=0)).ravel() + 1.0
+    q = np.asarray(present[~pos].sum(axis=0)).ravel() + 1.0
+    r = np.log((p / p.sum()) / (q / q.sum()))
+    scaled = x.multiply(r.astype(np.float32)).tocsr()
+    nb = LinearSVC(C=model.nbsvm_C, random_state=model.random_state).fit(scaled, pos)
+    assert np.allclose(scores[:, k], nb.decision_function(scaled), atol=1e-5)
+
+
+def test_model_records_its_members(model: CategoryModel) -> None:
+    assert model.metrics["members"] == ["svm", "nbsvm"]
+    assert model._coef.shape[1] == 2 * len(LABELS)
+    with pytest.raises(ValueError):
+        CategoryModel(members=("svm", "bert")).fit(*_texts_labels())
+
+
+def test_format_1_model_files_still_load(tmp_path: Path) -> None:
+    texts, labels = _texts_labels()
+    svm_only = CategoryModel(members=("svm",)).fit(texts, labels)
+    # a file as the pre-ensemble code wrote it: format 1, no `members` and no ensemble parameters
+    state = {
+        k: v for k, v in svm_only.__dict__.items() if k not in {"members", "nbsvm_C", "cnb_alpha", "_memo"}
+    }
+    path = tmp_path / "v1.joblib"
+    joblib.dump({"format": 1, "sklearn": "1.5.0", **state}, path)
+    loaded = CategoryModel.load(path)
+    assert loaded.members == ("svm",)
+    probe = [f"{t}{d}" for t, d, _ in CLEAR_CASES]
+    assert loaded.predict_proba(probe) == svm_only.predict_proba(probe)
+    assert loaded.top_terms("工地半夜施工噪音大", "环境保护") == svm_only.top_terms(
+        "工地半夜施工噪音大", "环境保护"
+    )
+
+
+def test_unknown_format_fails_with_a_clear_message(model: CategoryModel, tmp_path: Path) -> None:
+    path = model.save(tmp_path / "m.joblib")
+    state = joblib.load(path)
+    state["format"] = 99
+    joblib.dump(state, path)
+    with pytest.raises(ValueError, match="模型文件格式"):
+        CategoryModel.load(path)
+
+
+def test_two_categories() -> None:
+    texts, labels = _texts_labels()
+    pairs = [(t, label) for t, label in zip(texts, labels, strict=True) if label in {"交通运输", "教育文体"}]
+    model = CategoryModel().fit([t for t, _ in pairs], [label for _, label in pairs])
+    assert model._coef.shape[1] == 2 * 2
+    (best, p, _auto), *_ = model.predict(["公交车班次太少，等车半小时"])
+    assert best == "交通运输" and 0.5 < p <= 1.0
+    probs = model.predict_proba(["孩子上学摇号"])[0]
+    assert max(probs, key=probs.__getitem__) == "教育文体"
+    assert math.isclose(sum(probs.values()), 1.0)
+    terms = model.top_terms("公交车班次太少", "交通运输", k=2)
+    assert terms and all(term in "公交车班次太少" for term in terms)
+
+
+def test_confidence_from_the_margin_keeps_ranking_and_sums_to_one() -> None:
+    prob = np.array([[0.70, 0.20, 0.10], [0.40, 0.35, 0.25], [1.0, 0.0, 0.0]])
+    z = np.log(np.maximum(prob, 1e-12))
+    out = _with_confidence(prob, z, (2.0, -1.0))
+    margin = np.array([np.log(0.70 / 0.20), np.log(0.40 / 0.35), np.log(1.0 / 1e-12)])
+    c = 1.0 / (1.0 + np.exp(-(2.0 * margin - 1.0)))
+    assert np.allclose(out.sum(axis=1), 1.0)
+    assert out.argmax(axis=1).tolist() == prob.argmax(axis=1).tolist()
+    assert math.isclose(out[0, 0], c[0]) and math.isclose(out[2, 0], c[2])
+    assert math.isclose(out[0, 1] / out[0, 2], 2.0)  # the others keep their proportions
+    # row 1: the re-estimated top (sigmoid(2*0.13-1) = 0.32) would fall below a runner-up: row kept as is
+    assert out[1].tolist() == prob[1].tolist()
+    assert _with_confidence(prob, z, None) is prob
+
+
+def test_confidence_map_needs_both_outcomes() -> None:
+    margin = np.array([0.1, 0.5, 1.0, 2.0, 3.0, 4.0])
+    assert _fit_confidence(margin, np.ones(6, dtype=bool)) is None
+    assert _fit_confidence(margin, np.zeros(6, dtype=bool)) is None
+    fitted = _fit_confidence(margin, np.array([False, False, True, False, True, True]))
+    assert fitted is not None and fitted[0] > 0
+
+
+def test_auto_flag_follows_the_threshold(model: CategoryModel) -> None:
+    texts = [f"{t}{d}" for t, d, _ in CLEAR_CASES] + ["路灯", "请处理一下"]
+    for (label, p, auto), probs in zip(model.predict(texts), model.predict_proba(texts), strict=True):
+        assert probs[label] == p == max(probs.values())
+        assert auto == (p >= model.threshold)
+
+
+def _reference_top_terms(model: CategoryModel, text: str, label: str, k: int) -> list[str]:
+    """The plain-Python statement of `top_terms`: largest positive contribution first, words before chars."""
+    features = model._check().get_feature_names_out()
+    idx, w = model._tfidf(text)
+    logits = model._coef[idx].astype(np.float64) @ model._cal_coef.T
+    j = model.labels.index(label)
+    others = [c for c in range(logits.shape[1]) if c != j]
+    contrib = w * (logits[:, j] - logits[:, others].mean(axis=1))
+    terms = [str(features[i]) for i in idx]
+    order = sorted(range(len(terms)), key=lambda i: (-contrib[i], -len(terms[i]), i))
+    positive = [terms[i] for i in order if contrib[i] > 0]
+    chosen: list[str] = []
+    for term in [t for t in positive if len(t) > 1] + [t for t in positive if len(t) == 1]:
+        if len(chosen) < k and not any(term in c or c in term for c in chosen):
+            chosen.append(term)
+    return chosen
+
+
+def test_top_terms_match_the_plain_statement(model: CategoryModel) -> None:
+    for title, detail, label in CLEAR_CASES:
+        text = f"{title}{detail}"
+        for category in (label, "城乡建设"):
+            assert model.top_terms(text, category, k=4) == _reference_top_terms(model, text, category, 4)
