@@ -17,12 +17,20 @@ SYSTEM = Actor.system("测试")
 
 def test_pending_extension_lapses_when_the_appeal_is_transferred(session) -> None:
     appeal = factories.handling(session)
-    appeal_service.request_extension(session=session, actor=SYSTEM, appeal_id=appeal.id,
-                                     data=ExtensionIn(hours=24, reason="需要协调产权单位"))
+    appeal_service.request_extension(
+        session=session,
+        actor=SYSTEM,
+        appeal_id=appeal.id,
+        data=ExtensionIn(hours=24, reason="需要协调产权单位"),
+    )
     staff_view = appeal_service.read(session=session, actor=SYSTEM, appeal_id=appeal.id)
     assert staff_view.pending_extension_hours == 24
-    appeal_service.transfer(session=session, actor=SYSTEM, appeal_id=appeal.id,
-                            data=TransferIn(unit_id=factories.unit(session, "D-CG"), reason="属城管执法事项"))
+    appeal_service.transfer(
+        session=session,
+        actor=SYSTEM,
+        appeal_id=appeal.id,
+        data=TransferIn(unit_id=factories.unit(session, "D-CG"), reason="属城管执法事项"),
+    )
     statuses = session.scalars(select(ExtensionRequest.status).where(ExtensionRequest.appeal_id == appeal.id))
     assert list(statuses) == ["lapsed"]
     staff_view = appeal_service.read(session=session, actor=SYSTEM, appeal_id=appeal.id)
@@ -32,10 +40,12 @@ def test_pending_extension_lapses_when_the_appeal_is_transferred(session) -> Non
 def test_extension_decisions_and_co_handling_notes_stay_internal(session) -> None:
     appeal = factories.handling(session)
     appeal_service.assist(session=session, actor=SYSTEM, appeal_id=appeal.id, message="协办单位已到场配合")
-    appeal_service.request_extension(session=session, actor=SYSTEM, appeal_id=appeal.id,
-                                     data=ExtensionIn(hours=24, reason="需要协调"))
-    appeal_service.decide_extension(session=session, actor=SYSTEM, appeal_id=appeal.id,
-                                    data=DecideExtensionIn(approve=True))
+    appeal_service.request_extension(
+        session=session, actor=SYSTEM, appeal_id=appeal.id, data=ExtensionIn(hours=24, reason="需要协调")
+    )
+    appeal_service.decide_extension(
+        session=session, actor=SYSTEM, appeal_id=appeal.id, data=DecideExtensionIn(approve=True)
+    )
     public = appeal_service.track(session=session, tracking_code=appeal.tracking_code)
     actions = [s.action for s in public.timeline]
     assert not {"assist", "decide_extension", "request_extension"} & set(actions)

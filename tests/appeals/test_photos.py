@@ -134,8 +134,14 @@ def test_photo_files_are_removed_when_the_transaction_rolls_back(session_factory
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
     before = set(settings.uploads_dir.glob("*")) if settings.uploads_dir.exists() else set()
     s = session_factory()
-    service.submit(session=s, actor=Actor.citizen(), appeal_in=AppealCreate(description="路灯不亮好几天了"),
-                   channel=Channel.web, uploads=[photos.Upload("a.png", png)], auto_route=False)
+    service.submit(
+        session=s,
+        actor=Actor.citizen(),
+        appeal_in=AppealCreate(description="路灯不亮好几天了"),
+        channel=Channel.web,
+        uploads=[photos.Upload("a.png", png)],
+        auto_route=False,
+    )
     written = set(settings.uploads_dir.glob("*")) - before
     assert len(written) == 1
     s.rollback()

@@ -249,8 +249,13 @@ def test_report_form_keeps_the_browser_location(client, session) -> None:
     page = client.get("/report")
     assert 'name="lat"' in page.text and "data-geolocate" in page.text
     token = client.cookies.get("xihu_csrf")
-    form = {"csrf_token": token, "description": "文三路口路灯不亮好几天了", "lat": "30.2778",
-            "lon": "120.1372", "idempotency_key": "geo-test-0001"}
+    form = {
+        "csrf_token": token,
+        "description": "文三路口路灯不亮好几天了",
+        "lat": "30.2778",
+        "lon": "120.1372",
+        "idempotency_key": "geo-test-0001",
+    }
     resp = client.post("/report", data=form, follow_redirects=False)
     assert resp.status_code == 303, resp.text
     code = resp.headers["location"].split("/")[-1]
