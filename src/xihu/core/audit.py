@@ -1,20 +1,36 @@
-"""Append-only audit log of every state change and every view of personal data."""
+"""Append-only audit log of every state change and every view of personal data, hash-chained.
+
+Each committed row carries `seq` (its place in the chain), `prev_hash` (the hash of the row before it) and
+`hash` = sha256 over a canonical serialisation of its fields and `prev_hash`. Changing a field, deleting a
+row or reordering rows breaks a link that `verify` finds. Rows are chained when their transaction commits,
+under a lock (a transaction-level advisory lock on PostgreSQL; SQLite's single writer already serialises), so
+the chain is linear however many processes write, and the lock is held only for the commit itself.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, select
+from sqlalchemy import JSON, Integer, String, event, func, inspect, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from xihu.core import clock
 from xihu.core.db import Base, UTCDateTime
 from xihu.core.security import Actor, authorize
 
+GENESIS = "0" * 64
+_PENDING = "xihu_audit_pending"
+# pg_advisory_xact_lock key of the audit chain ("xihuaudt" as a 64-bit integer)
+_LOCK_KEY = int.from_bytes(b"xihuaudt", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
 
 class AuditEntry(Base):
-    """One audited fact. Rows are only ever inserted."""
+    """One audited fact. Rows are only ever inserted (and chained once, when their transaction commits)."""
 
     __tablename__ = "audit_log"
 
@@ -30,6 +46,35 @@ class AuditEntry(Base):
     to_state: Mapped[str | None] = mapped_column(String(24), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # NULL only for rows written before the chain existed (and, inside their own transaction, new rows)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True, index=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+def canonical(row: AuditEntry) -> bytes:
+    """The bytes a row's hash covers: every field but the id, with its seq and the previous hash."""
+    fields = {
+        "seq": row.seq,
+        "at": clock.as_utc(row.at).isoformat(timespec="microseconds"),
+        "actor_kind": row.actor_kind,
+        "actor_id": row.actor_id,
+        "actor_label": row.actor_label,
+        "action": row.action,
+        "entity": row.entity,
+        "entity_id": row.entity_id,
+        "from_state": row.from_state,
+        "to_state": row.to_state,
+        "reason": row.reason,
+        "detail": row.detail,
+        "prev_hash": row.prev_hash,
+    }
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def compute_hash(row: AuditEntry) -> str:
+    """sha256 (hex) of a row's canonical serialisation."""
+    return hashlib.sha256(canonical(row)).hexdigest()
 
 
 def record(
@@ -44,8 +89,9 @@ def record(
     reason: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append an audit row in the caller's transaction."""
+    """Append an audit row in the caller's transaction; it joins the chain when that transaction commits."""
     row = AuditEntry(
+        # whole microseconds survive every backend, so the hash computed now verifies after a round trip
         at=clock.now(),
         actor_kind=actor.kind,
         actor_id=actor.user_id,
@@ -59,7 +105,50 @@ def record(
         detail=detail,
     )
     session.add(row)
+    session.info.setdefault(_PENDING, []).append(row)
     return row
+
+
+def _chain_pending(session: Session) -> None:
+    """Give this transaction's new audit rows their seq and hashes, after the last committed row."""
+    pending: list[AuditEntry] = session.info.pop(_PENDING, [])
+    # rows of a rolled-back savepoint are no longer in the session: they are not part of the log
+    rows = [r for r in pending if not inspect(r).transient and not inspect(r).detached and r.seq is None]
+    if not rows:
+        return
+    # Write everything else first, so every row lock this transaction needs is held before it waits for the
+    # chain lock: whoever holds the chain lock then touches only its own audit rows, and no deadlock can form.
+    session.flush()
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # serialise chain appends across processes until this transaction ends (committed or not)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    last = conn.execute(
+        select(AuditEntry.seq, AuditEntry.hash)
+        .where(AuditEntry.seq.is_not(None))
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
+    ).first()
+    seq: int = (last[0] or 0) if last is not None else 0
+    prev: str = (last[1] or GENESIS) if last is not None else GENESIS
+    for row in sorted(rows, key=lambda r: (r.id is None, r.id or 0)):
+        seq += 1
+        row.seq = seq
+        row.prev_hash = prev
+        row.hash = compute_hash(row)
+        prev = row.hash
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    _chain_pending(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    # a fully rolled-back transaction leaves nothing to chain (savepoints are filtered in _chain_pending)
+    if not session.in_transaction():
+        session.info.pop(_PENDING, None)
 
 
 def entries_for(*, session: Session, actor: Actor, entity: str, entity_id: object) -> list[AuditEntry]:
@@ -71,3 +160,76 @@ def entries_for(*, session: Session, actor: Actor, entity: str, entity_id: objec
         .order_by(AuditEntry.id)
     )
     return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What a walk of the chain found: how many rows verified, and the first broken link if any."""
+
+    checked: int
+    unchained: int  # rows older than the chain (written before it existed)
+    head: str  # the hash of the last row: write it down elsewhere to detect truncation later
+    broken_seq: int | None = None
+    broken_id: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every link holds."""
+        return self.problem is None
+
+
+def _walk(session: Session, batch: int) -> Iterator[AuditEntry]:
+    last = 0
+    while True:
+        rows = list(
+            session.scalars(
+                select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq or last
+
+
+def verify(*, session: Session, batch: int = 2000) -> ChainReport:
+    """Walk the chain in order and report the first link that does not hold."""
+    first_chained = session.scalar(
+        select(AuditEntry.id).where(AuditEntry.seq.is_not(None)).order_by(AuditEntry.id)
+    )
+    unchained = AuditEntry.seq.is_(None)
+    if first_chained is None:
+        legacy = session.scalar(select(func.count()).where(unchained)) or 0
+        late: int | None = None
+    else:
+        legacy = session.scalar(select(func.count()).where(unchained, AuditEntry.id < first_chained)) or 0
+        late = session.scalar(
+            select(AuditEntry.id).where(unchained, AuditEntry.id > first_chained).order_by(AuditEntry.id)
+        )
+    prev, expected, checked = GENESIS, 1, 0
+
+    def broken(row: AuditEntry, problem: str) -> ChainReport:
+        return ChainReport(checked, legacy, prev, row.seq, row.id, problem)
+
+    for row in _walk(session, batch):
+        if row.seq != expected:
+            return broken(
+                row,
+                f"序号应为 {expected}，实为 {row.seq}：有记录被删除或重排 (seq gap: row missing or moved)",
+            )
+        if row.prev_hash != prev:
+            return broken(row, "前一条的哈希不符：有记录被删除、插入或重排 (prev_hash mismatch)")
+        if row.hash != compute_hash(row):
+            return broken(row, "内容与哈希不符：记录被篡改 (hash mismatch: row altered)")
+        prev, expected, checked = row.hash, expected + 1, checked + 1
+    if late is not None:
+        return ChainReport(
+            checked,
+            legacy,
+            prev,
+            None,
+            late,
+            "链外插入的记录 (a row outside the chain, inserted after it began)",
+        )
+    return ChainReport(checked, legacy, prev)

@@ -49,7 +49,9 @@ class Base(DeclarativeBase):
 def make_engine(url: str) -> Engine:
     """Create an engine tuned for the backend (WAL and busy timeout on SQLite)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -86,7 +88,8 @@ def make_engine(url: str) -> Engine:
                 writer.release()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # hide_parameters: a logged database error must not carry citizens' names and phone numbers
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

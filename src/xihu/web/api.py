@@ -41,7 +41,7 @@ def start_session(
         token,
         httponly=True,
         samesite="lax",
-        secure=settings.secure_cookies,
+        secure=settings.secure_cookies or request.url.scheme == "https",  # https behind a proxy too
         max_age=settings.session_hours * 3600,
     )
     return user.to_actor()
