@@ -113,3 +113,42 @@ def test_cli_export_csv_after_migrate(tmp_path: Path, monkeypatch) -> None:  # t
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_report_and_decide_through_the_json_api(
+    session: Session,
+    client: TestClient,
+    make_user,
+    unit_id,  # type: ignore[no-untyped-def]
+) -> None:
+    from conftest import login
+
+    indicators_service.load_catalog(session=session)
+    session.commit()
+    grid, supervisor = make_user("grid", "330106004"), make_user("supervisor", "330106")
+    body = {
+        "indicator_code": "good_habits",
+        "period": "2024",
+        "unit_id": unit_id("330106004"),
+        "value": 88.5,
+        "source": "文明办测评",
+    }
+    assert client.post("/api/indicators/reports", json=body).status_code == 401
+    login(client, grid.username)
+    assert client.post("/api/indicators/reports", json={**body, "period": "24"}).status_code == 422
+    made = client.post("/api/indicators/reports", json=body)
+    assert made.status_code == 201, made.text
+    report = made.json()
+    assert report["status"] == "pending" and report["channel"] == "api"
+    denied = client.post(f"/api/indicators/reports/{report['id']}/decision", json={"approve": True})
+    assert denied.status_code == 403
+    client.cookies.clear()
+    login(client, supervisor.username)
+    listed = client.get("/api/indicators/reports", params={"status": "pending"}).json()
+    assert [r["id"] for r in listed] == [report["id"]]
+    done = client.post(f"/api/indicators/reports/{report['id']}/decision", json={"approve": True})
+    assert done.status_code == 200 and done.json()["status"] == "approved"
+    again = client.post(
+        f"/api/indicators/reports/{report['id']}/decision", json={"approve": False, "reason": "x"}
+    )
+    assert again.status_code == 409

@@ -338,7 +338,8 @@ FACTS_MAP: dict[str, tuple[str, float, str]] = {
     "gdp_growth_real": ("gdp_growth", 1.0, "approved"),
     "urban_disposable_income_per_capita": ("urban_income", 1e-4, "approved"),
     "rural_income_per_capita": ("rural_income", 1e-4, "approved"),
-    "urban_rural_income_ratio": ("urban_rural_ratio", 1.0, "reported"),  # derived by the facts table
+    # derived by the facts table from two published figures; its source note says so
+    "urban_rural_income_ratio": ("urban_rural_ratio", 1.0, "approved"),
 }
 
 

@@ -73,3 +73,43 @@ class ProgressStatus(enum.StrEnum):
 
 
 AT_RISK = (ProgressStatus.limited, ProgressStatus.deterioration)
+
+
+class ReportStatus(enum.StrEnum):
+    """Where a submitted value (填报) stands in the approval (审核)."""
+
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+    @property
+    def label(self) -> str:
+        """Chinese name."""
+        return {"pending": "待审核", "approved": "已通过", "rejected": "已退回"}[self.value]
+
+    @property
+    def colour(self) -> str:
+        """Colour of the badge."""
+        return {"pending": "#d4a72c", "approved": "#1a7f37", "rejected": "#cf222e"}[self.value]
+
+
+class AssessedKind(enum.StrEnum):
+    """The kinds of units that are assessed (考核), each with its own weights."""
+
+    street = "street"
+    department = "department"
+
+    @property
+    def label(self) -> str:
+        """Chinese name."""
+        return {"street": "镇街", "department": "区级部门"}[self.value]
+
+
+# Points an indicator earns in the 考核 for its progress status (no_data is left out of the average).
+STATUS_POINTS = {
+    ProgressStatus.achieved: 100.0,
+    ProgressStatus.substantial: 90.0,
+    ProgressStatus.moderate: 70.0,
+    ProgressStatus.limited: 40.0,
+    ProgressStatus.deterioration: 0.0,
+}
