@@ -25,11 +25,14 @@ serve: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/xihu worker
 
-# Debian's Chromium and CJK fonts for the browser journey test (skipped with a message when absent).
+# Debian packages: Chromium for the browser tests, CJK fonts (screenshots and PDFs), Pango for the PDF briefs
+# (weasyprint), poppler-utils (pdftotext) to read the PDFs back in tests.
+SYSTEM_PACKAGES := chromium fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
 e2e-deps:
-	@test -x /usr/bin/chromium && fc-list | grep -qi "noto.*cjk" || \
-	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk) \
-	    || echo "chromium could not be installed: the browser test will be skipped"; }
+	@test -x /usr/bin/chromium && command -v pdftotext >/dev/null && fc-list | grep -qi "noto.*cjk" \
+	  && ldconfig -p | grep -q libpangoft2 || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)) \
+	    || echo "system packages could not be installed: browser and PDF tests will be skipped"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,7 +1,7 @@
 """routing tasks: appeals acknowledged before routing (XIHU_ROUTE_DEFERRED)
 
 Revision ID: e8a1c0de0008
-Revises: 4a12a07b83b0
+Revises: d7a1c0de0007
 Create Date: 2026-11-21 23:43:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import xihu.core.db
 
 revision: str = "e8a1c0de0008"
-down_revision: str | None = "4a12a07b83b0"
+down_revision: str | None = "d7a1c0de0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

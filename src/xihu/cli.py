@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from xihu.analysis import cli as analysis_cli
 from xihu.core.config import get_settings
 from xihu.dispatch import cli as dispatch_cli
 from xihu.indicators import cli as indicators_cli
@@ -21,6 +22,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(dispatch_cli.app, name="dispatch")
 app.add_typer(open311_cli.app, name="open311")
 app.add_typer(indicators_cli.app, name="indicators")
+app.add_typer(analysis_cli.app, name="analysis")
 
 
 def _factory():  # type: ignore[no-untyped-def]
@@ -86,6 +88,7 @@ def worker(
 ) -> None:
     """Run the SLA sweeper and outbox delivery (any number of workers may run on PostgreSQL)."""
     from xihu import registry as _models  # noqa: F401 - every table, so foreign keys resolve
+    from xihu.analysis import jobs as _analysis_jobs  # noqa: F401 - registers the detector run (and rollups)
     from xihu.appeals import jobs as _appeal_jobs  # noqa: F401 - registers the SLA sweeper
     from xihu.core import jobs
     from xihu.core import outbox as _outbox  # noqa: F401 - registers outbox delivery
@@ -162,6 +165,74 @@ def openapi(out: Path = typer.Option(Path("-"), help="输出文件")) -> None:
         typer.echo(text)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+audit_app = typer.Typer(help="审计日志 (audit log)")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain of the audit log; exit code 1 at the first broken link."""
+    from xihu.core import audit
+
+    session = _factory()()
+    try:
+        report = audit.verify(session=session)
+    finally:
+        session.close()
+    if report.ok:
+        typer.echo(
+            f"审计日志完整 (audit chain intact): {report.checked} 条已校验 (rows verified), "
+            f"{report.unchained} 条早于哈希链 (older than the chain); 链头 (head) {report.head}"
+        )
+        return
+    typer.echo(
+        f"审计日志被篡改 (audit chain broken) at seq={report.broken_seq} id={report.broken_id}: "
+        f"{report.problem}; 此前 {report.checked} 条完好 (rows intact before it)",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+@app.command("backup")
+def backup_cmd(
+    output: Path = typer.Option(None, "--output", "-o", help="备份文件 (.tar.gz)，默认 <data_dir>/backups/"),
+) -> None:
+    """Back up the database and the data files (photos, models) into one archive."""
+    from xihu.core import backup
+
+    try:
+        info = backup.backup(settings=get_settings(), output=output)
+    except backup.BackupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"已备份 (backed up) {info.backend} + {info.files} 个文件 (files) -> {info.path}")
+
+
+@app.command("restore")
+def restore_cmd(
+    archive: Path = typer.Argument(..., exists=True, dir_okay=False, help="xihu backup 生成的备份文件"),
+    yes: bool = typer.Option(False, "--yes", help="不再确认，直接覆盖当前数据"),
+) -> None:
+    """Replace the database and data files with those of a backup archive (stop the service first)."""
+    from xihu.core import backup
+    from xihu.core.errors import DomainError
+
+    try:
+        manifest = backup.read_manifest(archive)
+    except DomainError as exc:
+        typer.echo(f"{exc.message} ({exc.english})", err=True)
+        raise typer.Exit(1) from exc
+    if not yes:
+        question = f"将用 {manifest['created_at']} 的备份覆盖当前数据库和文件 (overwrite current data)？"
+        typer.confirm(question, abort=True)
+    try:
+        info = backup.restore(settings=get_settings(), archive=archive)
+    except (backup.BackupError, DomainError) as exc:
+        typer.echo(getattr(exc, "message", str(exc)), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"已恢复 (restored) {info.backend} + {info.files} 个文件 (files)，备份时间 {info.created_at}")
 
 
 if __name__ == "__main__":

@@ -383,6 +383,13 @@ def load_demo(factory: sessionmaker[Session], n_appeals: int = 400, seed: int = 
     lines.append(
         f"grid_XXX      镇街网格员  密码 {DEMO_PASSWORD}  (XXX = 街道编码后三位，如 grid_004 西溪街道)"
     )
+    from xihu.indicators.demo import load_demo_figures
+
+    with unit_of_work(factory) as session:
+        lines += load_demo_figures(session=session, password=DEMO_PASSWORD)
+    from xihu.analysis.demo import load_demo_warnings
+
+    lines += load_demo_warnings(factory)
     with unit_of_work(factory) as session:
         counts = appeal_service.counts_by_state(session=session)
     lines.append("诉求 (appeals) by state: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))

@@ -15,6 +15,7 @@ MODEL_MODULES = (
     "xihu.dispatch.models",
     "xihu.open311.models",
     "xihu.indicators.models",
+    "xihu.analysis.models",
 )
 
 for _name in MODEL_MODULES:

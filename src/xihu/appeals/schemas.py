@@ -340,3 +340,27 @@ class SlaPolicyRead(SlaPolicyIn):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+
+
+class RollupFacts(BaseModel):
+    """What the analysis rollups need to know of one appeal (read through `rollup_facts`)."""
+
+    appeal_id: int
+    created_at: datetime
+    title: str
+    channel: str
+    category: str | None
+    state: str
+    street_id: int | None
+    community_id: int | None
+    lead_unit_id: int | None
+    place_id: int | None
+    lat: float | None
+    lon: float | None
+    citizen_phone: str | None
+    rating: str | None
+    completed: bool
+    sign_due: bool
+    signed_on_time: bool
+    complete_due: bool
+    completed_on_time: bool

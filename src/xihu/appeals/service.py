@@ -50,6 +50,7 @@ from xihu.appeals.schemas import (
     MergeIn,
     PublicAppeal,
     RateIn,
+    RollupFacts,
     SlaPolicyIn,
     SlaPolicyRead,
     SubmitResult,
@@ -865,7 +866,7 @@ def reopen(*, session: Session, tracking_code: str, reason: str) -> PublicAppeal
 # ---------------------------------------------------------------- reading
 
 
-def _steps(session: Session, appeal_id: int, *, public_only: bool) -> list[TimelineStep]:
+def _steps(session: Session, appeal_id: int, *, public_only: bool, mask: bool = False) -> list[TimelineStep]:
     stmt = select(AppealEvent).where(AppealEvent.appeal_id == appeal_id).order_by(AppealEvent.id)
     if public_only:
         stmt = stmt.where(AppealEvent.public.is_(True))
@@ -879,7 +880,7 @@ def _steps(session: Session, appeal_id: int, *, public_only: bool) -> list[Timel
             state_label=State(r.to_state).label,
             unit_name=names.get(r.unit_id) if r.unit_id else None,
             actor="工作人员" if public_only and r.actor_kind == "staff" else r.actor_label,
-            message=mask_text(r.message) if public_only else r.message,
+            message=mask_text(r.message) if public_only or mask else r.message,
         )
         for r in rows
     ]
@@ -937,6 +938,7 @@ def _to_read(
 ) -> AppealRead:
     state = State(appeal.state)
     unmasked = full and can(actor, "appeal.read_personal") and actor.kind != "system"
+    text_ok = can(actor, "appeal.read_personal")  # free text in lists too; masked only for unprivileged roles
     co = (
         [names.get(u.unit_id, "") for u in _units(session, appeal.id) if u.role == UnitRole.co.value]
         if full
@@ -958,8 +960,9 @@ def _to_read(
         tracking_code=appeal.tracking_code,
         channel=appeal.channel,
         channel_label=Channel(appeal.channel).label,
-        title=appeal.title,
-        description=appeal.description,
+        # Citizens write their numbers into the text too: staff without appeal.read_personal see them masked.
+        title=appeal.title if text_ok else mask_text(appeal.title),
+        description=appeal.description if text_ok else mask_text(appeal.description),
         category=appeal.category,
         category_hint=appeal.category_hint,
         priority=appeal.priority,
@@ -981,9 +984,13 @@ def _to_read(
         lead_unit_id=appeal.lead_unit_id,
         lead_unit_name=names.get(appeal.lead_unit_id or 0),
         co_units=co,
-        reply=appeal.reply,
+        reply=appeal.reply if text_ok or not appeal.reply else mask_text(appeal.reply),
         rating=appeal.rating,
-        rating_comment=appeal.rating_comment,
+        rating_comment=(
+            appeal.rating_comment
+            if text_ok or not appeal.rating_comment
+            else mask_text(appeal.rating_comment)
+        ),
         flagged=appeal.flagged,
         reopen_count=appeal.reopen_count,
         return_count=appeal.return_count,
@@ -1006,7 +1013,7 @@ def _to_read(
         ]
         if full
         else [],
-        timeline=_steps(session, appeal.id, public_only=False) if full else [],
+        timeline=_steps(session, appeal.id, public_only=False, mask=not text_ok) if full else [],
         allowed_actions=[a.value for a in allowed_actions(state)] if full else [],
         photos=_photo_ids(session, appeal.id) if full else [],
         pending_extension_hours=(
@@ -1057,6 +1064,10 @@ def photo(
     *, session: Session, actor: Actor | None, photo_id: int, tracking_code: str | None = None
 ) -> tuple[str, str]:
     """(stored file name, content type) of a photo the caller may see."""
+    if tracking_code is None:
+        # staff access: refuse an anonymous or unprivileged caller before saying whether the photo exists
+        assert actor is not None
+        authorize(actor, "appeal.read")
     row = session.get(Photo, photo_id)
     if row is None:
         raise NotFound("图片不存在", english="photo not found")
@@ -1387,3 +1398,88 @@ def public_updates(
         }
         for ev, code in rows
     ]
+
+
+# ---------------------------------------------------------------- reading for the analysis rollups
+
+
+def _rollup_rows(session: Session, appeals: list[Appeal]) -> list[RollupFacts]:
+    ids = [a.id for a in appeals]
+    clocks: dict[int, list[Deadline]] = {i: [] for i in ids}
+    if ids:
+        stmt = (
+            select(Deadline)
+            .where(Deadline.appeal_id.in_(ids), Deadline.kind.in_(["sign", "complete"]))
+            .order_by(Deadline.id)
+        )
+        for d in session.scalars(stmt):
+            clocks[d.appeal_id].append(d)
+    out: list[RollupFacts] = []
+    for a in appeals:
+        # 签收及时: the first sign clock counts (a later one after a transfer is another unit's).
+        signs = [d for d in clocks[a.id] if d.kind == DeadlineKind.sign.value and d.cancelled_at is None]
+        # 按时办结: the latest completion clock counts (a reopened appeal is judged on its redo).
+        completes = [
+            d for d in clocks[a.id] if d.kind == DeadlineKind.complete.value and d.cancelled_at is None
+        ]
+        first_sign = signs[0] if signs else None
+        last_complete = completes[-1] if completes else None
+        out.append(
+            RollupFacts(
+                appeal_id=a.id,
+                created_at=a.created_at,
+                title=a.title,
+                channel=a.channel,
+                category=a.category,
+                state=a.state,
+                street_id=a.street_id,
+                community_id=a.community_id,
+                lead_unit_id=a.lead_unit_id,
+                place_id=a.place_id,
+                lat=a.lat,
+                lon=a.lon,
+                citizen_phone=a.citizen_phone,
+                rating=a.rating,
+                completed=a.completed_at is not None,
+                sign_due=first_sign is not None,
+                signed_on_time=bool(
+                    first_sign and first_sign.met_at and first_sign.met_at <= first_sign.due_at
+                ),
+                complete_due=last_complete is not None,
+                completed_on_time=bool(
+                    last_complete and last_complete.met_at and last_complete.met_at <= last_complete.due_at
+                ),
+            )
+        )
+    return out
+
+
+def rollup_facts(*, session: Session, appeal_ids: list[int]) -> list[RollupFacts]:
+    """The facts the analysis rollups count, for some appeals (an internal read without an actor)."""
+    if not appeal_ids:
+        return []
+    appeals = list(session.scalars(select(Appeal).where(Appeal.id.in_(appeal_ids)).order_by(Appeal.id)))
+    return _rollup_rows(session, appeals)
+
+
+def rollup_facts_page(*, session: Session, after_id: int, limit: int) -> list[RollupFacts]:
+    """The next `limit` appeals' rollup facts by id (for rebuilding the rollups in batches)."""
+    appeals = list(
+        session.scalars(select(Appeal).where(Appeal.id > after_id).order_by(Appeal.id).limit(limit))
+    )
+    return _rollup_rows(session, appeals)
+
+
+def open_completion_due_by_unit(*, session: Session, due_before: datetime) -> dict[int, int]:
+    """Open completion clocks due before a time, counted per unit (the SLA-risk detector's queue)."""
+    stmt = (
+        select(Deadline.unit_id, func.count())
+        .where(
+            Deadline.open.is_(True),
+            Deadline.kind == DeadlineKind.complete.value,
+            Deadline.due_at < due_before,
+            Deadline.unit_id.is_not(None),
+        )
+        .group_by(Deadline.unit_id)
+    )
+    return {int(u): int(n) for u, n in session.execute(stmt) if u is not None}

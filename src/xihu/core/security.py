@@ -27,6 +27,7 @@ class Role(enum.StrEnum):
     grid = "grid"
     supervisor = "supervisor"
     admin = "admin"
+    leader = "leader"
 
     @property
     def label(self) -> str:
@@ -41,6 +42,7 @@ ROLE_LABELS = {
     Role.grid: "镇街/村社网格员",
     Role.supervisor: "督办员",
     Role.admin: "系统管理员",
+    Role.leader: "区/街道领导",
 }
 
 # What a unit's own staff do with the appeals of their unit, whether a department or a street/community grid.
@@ -107,6 +109,35 @@ PERMISSIONS: dict[Role, frozenset[str]] = {
         }
     ),
 }
+
+# 共富指标 and the 驾驶舱 (indicators domain): a unit's staff report its own figures (填报), supervisors and
+# admins approve them (审核), admins set the 考核 weights; the cockpit is scoped to the viewer's unit.
+# Leaders also read appeals (masked: no personal data) to follow up what the cockpit shows.
+PERMISSIONS[Role.leader] = frozenset(
+    {"cockpit.view", "assessment.view", "indicator.view", "analysis.view", "appeal.read"}
+)
+_INDICATOR_GRANTS: dict[Role, frozenset[str]] = {
+    Role.handler: frozenset({"indicator.view", "indicator.report", "cockpit.view"}),
+    Role.grid: frozenset({"indicator.view", "indicator.report", "cockpit.view"}),
+    Role.dispatcher: frozenset({"indicator.view", "cockpit.view"}),
+    Role.supervisor: frozenset({"indicator.view", "indicator.approve", "assessment.view", "cockpit.view"}),
+    Role.admin: frozenset(
+        {"indicator.view", "indicator.report", "indicator.report_any", "indicator.approve", "cockpit.view"}
+        | {"assessment.view", "assessment.manage"}
+    ),
+}
+for _role, _granted in _INDICATOR_GRANTS.items():
+    PERMISSIONS[_role] = PERMISSIONS[_role] | _granted
+
+# 预警和研判 (analysis domain): supervisors and leaders read the analysis; supervisors and admins acknowledge
+# and close warnings; admins rebuild the rollups and run the detectors by hand.
+_ANALYSIS_GRANTS: dict[Role, frozenset[str]] = {
+    Role.supervisor: frozenset({"analysis.view", "warning.handle"}),
+    Role.admin: frozenset({"analysis.view", "warning.handle", "analysis.manage"}),
+    Role.leader: frozenset({"analysis.view"}),
+}
+for _role, _granted in _ANALYSIS_GRANTS.items():
+    PERMISSIONS[_role] = PERMISSIONS[_role] | _granted
 
 # Roles whose visibility is limited to appeals of their own unit.
 UNIT_SCOPED = frozenset({Role.handler, Role.grid})

@@ -219,11 +219,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
+        if request.url.scheme == "https":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if not request.cookies.get(CSRF_COOKIE):
             token = getattr(request.state, "new_csrf", None)
             if token:
                 response.set_cookie(
-                    CSRF_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies
+                    CSRF_COOKIE,
+                    token,
+                    httponly=True,
+                    samesite="lax",
+                    secure=settings.secure_cookies or request.url.scheme == "https",
                 )
         return response
 
@@ -270,6 +276,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """A no-op endpoint: the baseline that benchmarks compare against."""
         return {"ok": True}
 
+    from xihu.analysis import api as analysis_api
+    from xihu.analysis import jobs as _analysis_jobs  # noqa: F401 - registers the periodic detector run
+    from xihu.analysis import pages as analysis_pages
     from xihu.appeals import api as appeals_api
     from xihu.appeals import jobs as _appeal_jobs  # noqa: F401 - registers the SLA sweeper
     from xihu.appeals import pages as appeals_pages
@@ -280,10 +289,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from xihu.dispatch import pages_report as dispatch_report
     from xihu.dispatch import pages_rules as dispatch_rules_pages
     from xihu.indicators import api as indicators_api
+    from xihu.indicators import pages as indicators_pages
     from xihu.open311 import api as open311_api
     from xihu.places import api as places_api
     from xihu.places import pages as places_pages
     from xihu.web import api as web_api
+    from xihu.web import cockpit as web_cockpit
     from xihu.web import pages as web_pages
 
     for router in (
@@ -301,9 +312,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatch_report.router,
         open311_api.router,
         indicators_api.router,
+        indicators_pages.router,
+        web_cockpit.router,
         web_pages.router,
         appeals_pages.router,
         places_pages.router,
+        analysis_api.router,
+        analysis_pages.router,
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
