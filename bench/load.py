@@ -1,11 +1,11 @@
 """Mixed load on loopback: intake, tracking pages, unit inboxes and the cockpit, beside the no-op endpoint.
 
 Starts a fresh PostgreSQL database (or SQLite with --backend sqlite), `xihu migrate`, the demo data,
-`xihu serve --workers W` and K `xihu worker` processes with deferred routing (XIHU_ROUTE_DEFERRED=1: the
-request stores and acknowledges, the workers route). The load comes from wrk (Debian package `wrk`, a C
+`xihu serve --workers W` and K `xihu worker` processes with XIHU_DEFER_TO_WORKERS=1 (the request stores and
+acknowledges; the workers route and update the rollups). The load comes from wrk (Debian package `wrk`, a C
 load generator, so the generator takes little of the machine's two cores): one wrk per kind of request,
 all at the same time, then wrk on /noop alone for the baseline. Afterwards it checks that every
-acknowledged appeal is in the database and that the routing queue drained.
+acknowledged appeal is in the database and that the workers' queues (routing, rollups, audit seal) drain.
 
 Prints one JSON line. Usage:
   python bench/load.py [--seconds 300] [--backend postgresql|sqlite] [--web-workers 2] [--job-workers 1]
@@ -182,7 +182,7 @@ def main() -> None:
         "XIHU_DEMO": "1",
         "XIHU_PORT": str(port),
         "XIHU_RATE_LIMIT_PER_MINUTE": "0",  # one generator address: measure the server, not the limiter
-        "XIHU_ROUTE_DEFERRED": "1",
+        "XIHU_DEFER_TO_WORKERS": "1",
         "XIHU_SWEEP_INTERVAL_SECONDS": "1",
     }
     subprocess.run([XIHU, "migrate"], env=env, check=True, capture_output=True)
@@ -270,11 +270,15 @@ def main() -> None:
                     {"p": "翠苑一区小区门口路灯%"},
                 ).scalars()
             )
+            backlog = text(
+                "SELECT (SELECT count(*) FROM routing_tasks), (SELECT count(*) FROM analysis_rollup_queue),"
+                " (SELECT count(*) FROM audit_log WHERE seq IS NULL)"
+            )
             deadline = time.monotonic() + 120
-            pending = conn.execute(text("SELECT count(*) FROM routing_tasks")).scalar_one()
-            while pending and time.monotonic() < deadline:
+            pending = tuple(conn.execute(backlog).one())
+            while any(pending) and time.monotonic() < deadline:
                 time.sleep(1)
-                pending = conn.execute(text("SELECT count(*) FROM routing_tasks")).scalar_one()
+                pending = tuple(conn.execute(backlog).one())
         engine.dispose()
         intake = result["intake"]
         acknowledged = intake["n"] - intake["errors"]
@@ -291,7 +295,9 @@ def main() -> None:
                 "acknowledged_codes_logged": len(acked),
                 "stored": len(stored),
                 "acknowledged_but_missing": len(acked - stored),
-                "routing_pending_after_120s": pending,
+                "worker_backlog_after_wait": dict(
+                    zip(("routing", "rollups", "audit_seal"), pending, strict=True)
+                ),
                 "cockpit_measured": cockpit,
             }
         )

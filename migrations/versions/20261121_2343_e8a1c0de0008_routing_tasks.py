@@ -1,4 +1,4 @@
-"""routing tasks: appeals acknowledged before routing (XIHU_ROUTE_DEFERRED)
+"""routing tasks: appeals acknowledged before routing (XIHU_DEFER_TO_WORKERS)
 
 Revision ID: e8a1c0de0008
 Revises: d7a1c0de0007

@@ -1,4 +1,4 @@
-"""XIHU_ROUTE_DEFERRED: intake only stores and acknowledges; a worker routes each appeal exactly once."""
+"""XIHU_DEFER_TO_WORKERS: intake only stores and acknowledges; a worker routes each appeal exactly once."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ LAMP = "小区路灯坏了好几天，晚上很黑，物业一直不修"
 @pytest.fixture
 def deferred(monkeypatch):  # type: ignore[no-untyped-def]
     """Settings with deferred routing for the code under test."""
-    monkeypatch.setenv("XIHU_ROUTE_DEFERRED", "1")
+    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
     get_settings.cache_clear()
     yield
-    monkeypatch.delenv("XIHU_ROUTE_DEFERRED")
+    monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
     get_settings.cache_clear()
 
 

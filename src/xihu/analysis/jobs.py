@@ -1,4 +1,4 @@
-"""Background work of the analysis domain: the periodic detector run."""
+"""Background work of the analysis domain: queued rollup updates and the periodic detector run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time as _time
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from xihu.analysis import service
+from xihu.analysis import rollup, service
 from xihu.core.db import unit_of_work
 from xihu.core.jobs import periodic
 from xihu.core.security import Actor
@@ -30,3 +30,15 @@ def run_detectors(factory: sessionmaker[Session], worker_id: str) -> int:
     if result["raised"]:
         log.info("analysis detectors raised %s warnings (%s)", result["raised"], result["by_kind"])
     return int(result["raised"])
+
+
+@periodic("analysis.rollups")
+def apply_rollup_queue(factory: sessionmaker[Session], worker_id: str, batch: int = 1000) -> int:
+    """Apply appeals queued by requests (XIHU_DEFER_TO_WORKERS) to the rollups, a batch per transaction."""
+    done = 0
+    while True:
+        with unit_of_work(factory) as session:
+            n = rollup.apply_queued(session, batch=batch)
+        done += n
+        if n < batch:
+            return done

@@ -41,6 +41,19 @@ class _Measures:
     unsatisfied: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class RollupQueue(Base):
+    """An appeal whose rollups a worker still has to update (XIHU_DEFER_TO_WORKERS); deleted once applied.
+
+    Not unique per appeal on purpose: a request only inserts, so it never waits on a worker's lock.
+    """
+
+    __tablename__ = "analysis_rollup_queue"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    appeal_id: Mapped[int] = mapped_column(Integer)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
 class AppealFact(_Measures, Base):
     """What the rollups last counted for one appeal, so that a change applies as a delta.
 

@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 import jieba
-from sqlalchemy import Table, delete, event, func, select, update
+from sqlalchemy import Table, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from xihu.analysis.models import (
     AppealFact,
     AreaRollup,
     DistrictRollup,
+    RollupQueue,
     StreetDayRollup,
     StreetRollup,
     TermRollup,
@@ -283,8 +284,42 @@ def _on_appeal_event(*, session: Session, appeal_id: int, **_: Any) -> None:
 
 
 def _before_commit(session: Session) -> None:
-    if session.info.get(PENDING_KEY):
+    if not session.info.get(PENDING_KEY):
+        return
+    if get_settings().defer_to_workers:
+        queue_pending(session)
+    else:
         apply_pending(session)
+
+
+def queue_pending(session: Session) -> int:
+    """Hand this session's marked appeals to the workers instead of updating the rollups now."""
+    pending: set[int] = session.info.get(PENDING_KEY) or set()
+    session.info[PENDING_KEY] = set()
+    if pending:
+        now = clock.now()
+        session.execute(insert(RollupQueue), [{"appeal_id": i, "queued_at": now} for i in sorted(pending)])
+    return len(pending)
+
+
+# pg_advisory_xact_lock key of the rollup appliers ("xihurlup"): one applies at a time, so two workers never
+# compare and update the same appeal's fact row at once.
+_APPLY_LOCK = int.from_bytes(b"xihurlup", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def apply_queued(session: Session, *, batch: int = 1000) -> int:
+    """Apply up to `batch` queued appeals to the rollups in one go; returns how many queue rows were done."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _APPLY_LOCK})
+    rows = session.execute(
+        select(RollupQueue.id, RollupQueue.appeal_id).order_by(RollupQueue.id).limit(batch)
+    ).all()
+    if not rows:
+        return 0
+    ids = sorted({appeal_id for _, appeal_id in rows})
+    refresh(session, appeal_service.rollup_facts(session=session, appeal_ids=ids))
+    session.execute(delete(RollupQueue).where(RollupQueue.id.in_([queue_id for queue_id, _ in rows])))
+    return len(rows)
 
 
 def install() -> None:

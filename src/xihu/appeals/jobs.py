@@ -102,7 +102,7 @@ MAX_ROUTING_ATTEMPTS = 5
 
 @periodic("route")
 def route_deferred(factory: sessionmaker[Session], worker_id: str, batch: int = 50) -> int:
-    """Route appeals acknowledged without routing (XIHU_ROUTE_DEFERRED), each exactly once.
+    """Route appeals acknowledged without routing (XIHU_DEFER_TO_WORKERS), each exactly once.
 
     Tasks are claimed like deadlines (FOR UPDATE SKIP LOCKED). Each appeal is routed in a savepoint, so one
     that fails is retried later and the others go on; after MAX_ROUTING_ATTEMPTS it is left to the

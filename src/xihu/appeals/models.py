@@ -106,7 +106,7 @@ class Deadline(Base):
 
 
 class RoutingTask(Base):
-    """An acknowledged appeal waiting for the router (XIHU_ROUTE_DEFERRED); deleted once routed."""
+    """An acknowledged appeal waiting for the router (XIHU_DEFER_TO_WORKERS); deleted once routed."""
 
     __tablename__ = "routing_tasks"
 

@@ -233,7 +233,7 @@ def submit(
         detail={"channel": channel.value},
     )
     events.publish("appeal.submitted", session=session, appeal_id=appeal.id)
-    if auto_route and settings.route_deferred:
+    if auto_route and settings.defer_to_workers:
         session.add(RoutingTask(appeal_id=appeal.id, queued_at=now))
     elif auto_route:
         _route(session, appeal)

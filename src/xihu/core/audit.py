@@ -17,10 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Integer, String, event, func, inspect, select, text
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from xihu.core import clock
+from xihu.core.config import get_settings
 from xihu.core.db import Base, UTCDateTime
+from xihu.core.jobs import periodic
 from xihu.core.security import Actor, authorize
 
 GENESIS = "0" * 64
@@ -112,10 +114,33 @@ def record(
 def _chain_pending(session: Session) -> None:
     """Give this transaction's new audit rows their seq and hashes, after the last committed row."""
     pending: list[AuditEntry] = session.info.pop(_PENDING, [])
+    if pending and get_settings().defer_to_workers:
+        return  # busy deployments: `seal` chains them from a worker, so requests never queue for the lock
     # rows of a rolled-back savepoint are no longer in the session: they are not part of the log
     rows = [r for r in pending if not inspect(r).transient and not inspect(r).detached and r.seq is None]
     if not rows:
         return
+    _append(session, rows)
+
+
+def seal(*, session: Session, batch: int = 1000) -> int:
+    """Chain committed rows that were left unchained (XIHU_DEFER_TO_WORKERS), oldest first; returns how many.
+
+    The chain order is then the order of sealing: a row that commits late simply joins the chain later.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    rows = list(
+        session.scalars(
+            select(AuditEntry).where(AuditEntry.seq.is_(None)).order_by(AuditEntry.id).limit(batch)
+        )
+    )
+    if rows:
+        _append(session, rows)
+    return len(rows)
+
+
+def _append(session: Session, rows: list[AuditEntry]) -> None:
     # Write everything else first, so every row lock this transaction needs is held before it waits for the
     # chain lock: whoever holds the chain lock then touches only its own audit rows, and no deadlock can form.
     session.flush()
@@ -172,6 +197,7 @@ class ChainReport:
     broken_seq: int | None = None
     broken_id: int | None = None
     problem: str | None = None
+    pending: int = 0  # rows a worker has yet to seal (XIHU_DEFER_TO_WORKERS)
 
     @property
     def ok(self) -> bool:
@@ -223,6 +249,9 @@ def verify(*, session: Session, batch: int = 2000) -> ChainReport:
         if row.hash != compute_hash(row):
             return broken(row, "内容与哈希不符：记录被篡改 (hash mismatch: row altered)")
         prev, expected, checked = row.hash, expected + 1, checked + 1
+    if late is not None and get_settings().defer_to_workers:
+        pending = session.scalar(select(func.count()).where(unchained, AuditEntry.id > first_chained)) or 0
+        return ChainReport(checked, legacy, prev, pending=pending)
     if late is not None:
         return ChainReport(
             checked,
@@ -233,3 +262,16 @@ def verify(*, session: Session, batch: int = 2000) -> ChainReport:
             "链外插入的记录 (a row outside the chain, inserted after it began)",
         )
     return ChainReport(checked, legacy, prev)
+
+
+@periodic("audit.seal")
+def seal_job(factory: sessionmaker[Session], worker_id: str, batch: int = 1000) -> int:
+    """Seal the rows requests left unchained (XIHU_DEFER_TO_WORKERS), a batch per transaction."""
+    sealed = 0
+    while True:
+        with factory() as session:
+            n = seal(session=session, batch=batch)
+            session.commit()
+        sealed += n
+        if n < batch:
+            return sealed

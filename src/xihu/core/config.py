@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     in_process_worker: bool | None = None
     sweep_interval_seconds: float = 10.0
-    # Route in the worker instead of the intake request: the web process only has to store and acknowledge.
-    route_deferred: bool = False
+    # Busy deployments: the request only stores and acknowledges; routing, the analysis rollups and sealing the
+    # audit chain are done by `xihu worker` within seconds, so requests neither compute nor wait on shared locks.
+    defer_to_workers: bool = False
     max_upload_bytes: int = 5 * 1024 * 1024
     max_photos: int = 4
     rate_limit_per_minute: int = 120  # public submissions and logins per client address; 0 turns it off

@@ -1,0 +1,102 @@
+"""XIHU_DEFER_TO_WORKERS: requests queue the changed appeals; a worker applies them to the same rollups."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+import factories
+from xihu.analysis import rollup
+from xihu.analysis.jobs import apply_rollup_queue
+from xihu.analysis.models import (
+    MEASURES,
+    AppealFact,
+    AreaRollup,
+    DistrictRollup,
+    RollupQueue,
+    StreetDayRollup,
+    StreetRollup,
+    UnitRollup,
+)
+from xihu.appeals import service as appeal_service
+from xihu.appeals.enums import Rating
+from xihu.appeals.models import Appeal
+from xihu.appeals.schemas import RateIn
+from xihu.core.config import get_settings
+
+
+@pytest.fixture
+def deferred(monkeypatch):  # type: ignore[no-untyped-def]
+    """Settings with the rollups left to the workers."""
+    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
+    get_settings.cache_clear()
+
+
+def _totals(session: Session) -> dict[str, int]:
+    row = session.execute(
+        select(*(func.coalesce(func.sum(getattr(DistrictRollup, m)), 0) for m in MEASURES))
+    ).one()
+    return dict(zip(MEASURES, (int(v) for v in row), strict=True))
+
+
+def _queued(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(RollupQueue)) or 0)
+
+
+def _street_rows(session: Session) -> set[tuple[object, ...]]:
+    table = StreetRollup.__table__
+    return {tuple(sorted(r.items())) for r in session.execute(select(table)).mappings() if r["received"]}
+
+
+def test_requests_only_queue_and_the_worker_applies(session, session_factory, deferred) -> None:
+    before = _totals(session)
+    done = factories.completed(session)
+    appeal_service.rate(
+        session=session, tracking_code=done.tracking_code, data=RateIn(rating=Rating.satisfied)
+    )
+    factories.submitted(session)
+    session.commit()
+    assert _totals(session) == before  # nothing counted in the request
+    assert _queued(session) >= 2
+
+    assert apply_rollup_queue(session_factory, "w1") >= 2
+    session.expire_all()
+    after = _totals(session)
+    assert after["received"] == before["received"] + 2
+    assert after["completed"] == before["completed"] + 1
+    assert after["satisfied"] == before["satisfied"] + 1
+    assert _queued(session) == 0
+    assert apply_rollup_queue(session_factory, "w2") == 0
+    assert _totals(session) == after  # applying again counts nothing twice
+
+
+def test_deferred_rollups_equal_the_inline_ones(session, session_factory, monkeypatch) -> None:
+    factories.completed(session, description="垃圾清运不及时，小区门口垃圾堆积")
+    factories.signed(session, street_id=factories.unit(session, "330106005"))
+    factories.submitted(session)
+    session.commit()
+    inline = _street_rows(session)
+    assert inline
+
+    # Forget every count, then replay all appeals through the queue in several small batches.
+    for model in (AppealFact, DistrictRollup, AreaRollup, StreetRollup, StreetDayRollup, UnitRollup):
+        session.execute(delete(model))
+    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
+    get_settings.cache_clear()
+    try:
+        for appeal_id in session.scalars(select(Appeal.id)):
+            rollup.mark(session, appeal_id)
+        session.commit()
+        assert _queued(session) == 3
+        assert _street_rows(session) == set()
+        apply_rollup_queue(session_factory, "w1", batch=2)
+    finally:
+        monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
+        get_settings.cache_clear()
+    session.expire_all()
+    assert _queued(session) == 0
+    assert _street_rows(session) == inline
