@@ -22,6 +22,18 @@ from sqlalchemy import create_engine, make_url, text
 from xihu.core.config import normalize_url
 
 BIN = Path(sys.executable).parent
+# Browser tests: Debian's Chromium, where screenshots go, the demo accounts' password, Chromium's flags.
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DEMO_PASSWORD = "demo12345"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 XIHU = str(BIN / "xihu")
 
 

@@ -5,24 +5,11 @@ Runs a real demo server (`xihu migrate`, `xihu demo --load-only`, `xihu serve`) 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from servers import demo_server
-
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-PASSWORD = "demo12345"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from servers import CHROMIUM, LAUNCH_ARGS, SHOTS, demo_server
+from servers import DEMO_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.e2e
 

@@ -14,21 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from servers import demo_server
+from servers import CHROMIUM, LAUNCH_ARGS, SHOTS, demo_server
+from servers import DEMO_PASSWORD as PASSWORD
 
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-PASSWORD = "demo12345"
 PLACE = "XHDEMO01"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.e2e
 

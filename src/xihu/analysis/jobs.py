@@ -33,12 +33,15 @@ def run_detectors(factory: sessionmaker[Session], worker_id: str) -> int:
 
 
 @periodic("analysis.rollups")
-def apply_rollup_queue(factory: sessionmaker[Session], worker_id: str, batch: int = 1000) -> int:
+def apply_rollup_queue(
+    factory: sessionmaker[Session], worker_id: str, batch: int = 1000, max_batches: int = 10
+) -> int:
     """Apply appeals queued by requests (XIHU_DEFER_TO_WORKERS) to the rollups, a batch per transaction."""
     done = 0
-    while True:
+    for _ in range(max_batches):  # bounded: the worker's other jobs get their turn under sustained load
         with unit_of_work(factory) as session:
             n = rollup.apply_queued(session, batch=batch)
         done += n
         if n < batch:
-            return done
+            break
+    return done

@@ -101,7 +101,9 @@ MAX_ROUTING_ATTEMPTS = 5
 
 
 @periodic("route")
-def route_deferred(factory: sessionmaker[Session], worker_id: str, batch: int = 50) -> int:
+def route_deferred(
+    factory: sessionmaker[Session], worker_id: str, batch: int = 50, max_batches: int = 10
+) -> int:
     """Route appeals acknowledged without routing (XIHU_DEFER_TO_WORKERS), each exactly once.
 
     Tasks are claimed like deadlines (FOR UPDATE SKIP LOCKED). Each appeal is routed in a savepoint, so one
@@ -109,7 +111,8 @@ def route_deferred(factory: sessionmaker[Session], worker_id: str, batch: int = 
     dispatchers, in whose queue it has been all along (state 待派单).
     """
     routed = 0
-    while True:
+    # bounded, so that under sustained load the other jobs of this worker get their turn too
+    for _ in range(max_batches):
         with factory() as session:
             stmt = select(RoutingTask).order_by(RoutingTask.queued_at).limit(batch)
             tasks = list(session.scalars(lock_skip_locked(stmt, session)))
@@ -136,4 +139,5 @@ def route_deferred(factory: sessionmaker[Session], worker_id: str, batch: int = 
                 session.delete(task)
             session.commit()
         if len(tasks) < batch:
-            return routed
+            break
+    return routed

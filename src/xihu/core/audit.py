@@ -265,13 +265,14 @@ def verify(*, session: Session, batch: int = 2000) -> ChainReport:
 
 
 @periodic("audit.seal")
-def seal_job(factory: sessionmaker[Session], worker_id: str, batch: int = 1000) -> int:
+def seal_job(factory: sessionmaker[Session], worker_id: str, batch: int = 1000, max_batches: int = 10) -> int:
     """Seal the rows requests left unchained (XIHU_DEFER_TO_WORKERS), a batch per transaction."""
     sealed = 0
-    while True:
+    for _ in range(max_batches):  # bounded: the worker's other jobs get their turn under sustained load
         with factory() as session:
             n = seal(session=session, batch=batch)
             session.commit()
         sealed += n
         if n < batch:
-            return sealed
+            break
+    return sealed

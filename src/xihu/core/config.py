@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     in_process_worker: bool | None = None
     sweep_interval_seconds: float = 10.0
-    # Busy deployments: the request only stores and acknowledges; routing, the analysis rollups and sealing the
-    # audit chain are done by `xihu worker` within seconds, so requests neither compute nor wait on shared locks.
+    # Busy deployments: the request only stores and acknowledges; routing, the analysis rollups and sealing
+    # the audit chain are done by `xihu worker` within seconds, so requests neither compute nor wait on locks.
     defer_to_workers: bool = False
     max_upload_bytes: int = 5 * 1024 * 1024
     max_photos: int = 4
