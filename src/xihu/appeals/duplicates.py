@@ -233,6 +233,6 @@ def similar_to_appeal(
         exclude_id=appeal.id,
         since=clock.as_utc(appeal.created_at) - timedelta(days=days),
     )
-    if actor.unit_scoped:
+    if appeal_service.read_scope(session=session, actor=actor) is not None:
         found = [m for m in found if appeal_service._scope_ok(session, actor, m.appeal)]
     return [_staff_row(m) for m in found[:limit]]

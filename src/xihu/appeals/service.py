@@ -390,14 +390,29 @@ def _units(session: Session, appeal_id: int) -> list[AppealUnit]:
     )
 
 
+def read_scope(*, session: Session, actor: Actor) -> int | None:
+    """The unit whose appeals bound what the actor may read, or None for the whole district.
+
+    Handlers and grid staff read their unit's appeals; a leader of a street or community reads that area's
+    (a district leader, or one without a unit, reads everything); other staff roles read everything.
+    """
+    if actor.unit_scoped:
+        return actor.unit_id if actor.unit_id is not None else -1
+    if actor.role == Role.leader and actor.unit_id is not None:
+        unit = places_service.get_unit(session=session, unit_id=actor.unit_id)
+        return None if unit.kind == UnitKind.district else unit.id
+    return None
+
+
 def _scope_ok(session: Session, actor: Actor, appeal: Appeal) -> bool:
-    if not actor.unit_scoped:
+    scope = read_scope(session=session, actor=actor)
+    if scope is None:
         return True
-    if actor.unit_id is None:
+    if scope == -1:
         return False
-    if actor.unit_id in (appeal.street_id, appeal.community_id, appeal.lead_unit_id):
+    if scope in (appeal.street_id, appeal.community_id, appeal.lead_unit_id):
         return True
-    return any(u.unit_id == actor.unit_id for u in _units(session, appeal.id))
+    return any(u.unit_id == scope for u in _units(session, appeal.id))
 
 
 def _load(session: Session, actor: Actor, appeal_id: int, *, lock: bool = True) -> Appeal:
@@ -1098,11 +1113,10 @@ def search(
     size = max(1, min(size, 100))
     page = max(1, page)
     stmt = select(Appeal)
-    if actor.unit_scoped:
-        mine = select(AppealUnit.appeal_id).where(AppealUnit.unit_id == actor.unit_id)
-        stmt = stmt.where(
-            or_(Appeal.id.in_(mine), Appeal.street_id == actor.unit_id, Appeal.community_id == actor.unit_id)
-        )
+    scope = read_scope(session=session, actor=actor)
+    if scope is not None:
+        mine = select(AppealUnit.appeal_id).where(AppealUnit.unit_id == scope)
+        stmt = stmt.where(or_(Appeal.id.in_(mine), Appeal.street_id == scope, Appeal.community_id == scope))
     if states:
         stmt = stmt.where(Appeal.state.in_([s.value for s in states]))
     if unit_id is not None:
