@@ -12,12 +12,10 @@ from xihu.analysis.jobs import apply_rollup_queue
 from xihu.analysis.models import (
     MEASURES,
     AppealFact,
-    AreaRollup,
     DistrictRollup,
     RollupQueue,
-    StreetDayRollup,
+    StreetMonthRollup,
     StreetRollup,
-    UnitRollup,
 )
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Rating
@@ -48,8 +46,13 @@ def _queued(session: Session) -> int:
 
 
 def _street_rows(session: Session) -> set[tuple[object, ...]]:
-    table = StreetRollup.__table__
-    return {tuple(sorted(r.items())) for r in session.execute(select(table)).mappings() if r["received"]}
+    """Street rows by day and by month (the worker keeps both, like the inline upkeep)."""
+    return {
+        (table.name, *sorted(r.items()))
+        for table in (StreetRollup.__table__, StreetMonthRollup.__table__)
+        for r in session.execute(select(table)).mappings()
+        if r["received"]
+    }
 
 
 def test_requests_only_queue_and_the_worker_applies(session, session_factory, deferred) -> None:
@@ -83,8 +86,9 @@ def test_deferred_rollups_equal_the_inline_ones(session, session_factory, monkey
     assert inline
 
     # Forget every count, then replay all appeals through the queue in several small batches.
-    for model in (AppealFact, DistrictRollup, AreaRollup, StreetRollup, StreetDayRollup, UnitRollup):
-        session.execute(delete(model))
+    session.execute(delete(AppealFact))
+    for table, _ in rollup.ROLLUPS:
+        session.execute(delete(table))
     monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
     get_settings.cache_clear()
     try:

@@ -126,6 +126,18 @@ class StreetDayRollup(_Measures, Base):
     street_id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
+class CommunityDayRollup(_Measures, Base):
+    """Counts by day x community only: a street's per-community figures and a community's daily series when
+    no category or channel is set (a few rows a day per street instead of hundreds)."""
+
+    __tablename__ = "analysis_rollup_community_day"
+    __table_args__ = (Index("ix_analysis_rollup_community_day_community_day", "community_id", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    street_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
 class UnitRollup(_Measures, Base):
     """Counts by day x lead unit x category (assessment of handling units, SLA risk)."""
 
@@ -133,6 +145,74 @@ class UnitRollup(_Measures, Base):
     __table_args__ = (Index("ix_analysis_rollup_unit_unit_day", "unit_id", "day"),)
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class DistrictMonthRollup(_Measures, Base):
+    """DistrictRollup by calendar month (``month`` is its first day): long periods read whole months here."""
+
+    __tablename__ = "analysis_rollup_district_month"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class AreaMonthRollup(_Measures, Base):
+    """AreaRollup by calendar month."""
+
+    __tablename__ = "analysis_rollup_area_month"
+    __table_args__ = (
+        Index("ix_analysis_rollup_area_month_community_month", "community_id", "month"),
+        Index("ix_analysis_rollup_area_month_street_month", "street_id", "month"),
+    )
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    street_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class StreetMonthRollup(_Measures, Base):
+    """StreetRollup by calendar month."""
+
+    __tablename__ = "analysis_rollup_street_month"
+    __table_args__ = (Index("ix_analysis_rollup_street_month_street_month", "street_id", "month"),)
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    street_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class StreetTotalMonthRollup(_Measures, Base):
+    """StreetDayRollup by calendar month (per street only, no category or channel)."""
+
+    __tablename__ = "analysis_rollup_street_total_month"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    street_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class CommunityTotalMonthRollup(_Measures, Base):
+    """CommunityDayRollup by calendar month."""
+
+    __tablename__ = "analysis_rollup_community_total_month"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    street_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class UnitMonthRollup(_Measures, Base):
+    """UnitRollup by calendar month."""
+
+    __tablename__ = "analysis_rollup_unit_month"
+    __table_args__ = (Index("ix_analysis_rollup_unit_month_unit_month", "unit_id", "month"),)
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
     unit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     category: Mapped[str] = mapped_column(String(32), primary_key=True)
 

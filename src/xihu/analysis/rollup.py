@@ -17,19 +17,26 @@ from datetime import date
 from typing import Any
 
 import jieba
-from sqlalchemy import Table, delete, event, func, insert, select, text, update
+from sqlalchemy import Date, Table, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from xihu.analysis.models import (
     MEASURES,
     AppealFact,
+    AreaMonthRollup,
     AreaRollup,
+    CommunityDayRollup,
+    CommunityTotalMonthRollup,
+    DistrictMonthRollup,
     DistrictRollup,
     RollupQueue,
     StreetDayRollup,
+    StreetMonthRollup,
     StreetRollup,
+    StreetTotalMonthRollup,
     TermRollup,
+    UnitMonthRollup,
     UnitRollup,
 )
 from xihu.appeals import service as appeal_service
@@ -80,13 +87,28 @@ AREA_KEYS = ("day", "category", "street_id", "community_id", "channel")
 STREET_KEYS = ("day", "category", "street_id", "channel")
 UNIT_KEYS = ("day", "unit_id", "category")
 DISTRICT_KEYS = ("day", "category", "channel")
-ROLLUPS: tuple[tuple[Table, tuple[str, ...]], ...] = (
+DAY_ROLLUPS: tuple[tuple[Table, tuple[str, ...]], ...] = (
     (DistrictRollup.__table__, DISTRICT_KEYS),  # type: ignore[assignment]
     (AreaRollup.__table__, AREA_KEYS),
     (StreetRollup.__table__, STREET_KEYS),
     (UnitRollup.__table__, UNIT_KEYS),
     (StreetDayRollup.__table__, ("day", "street_id")),
+    (CommunityDayRollup.__table__, ("day", "street_id", "community_id")),
 )
+# Each day rollup's month twin: the same keys with "month" (the month's first day) in place of "day".
+MONTH_OF: dict[Table, Table] = {
+    DistrictRollup.__table__: DistrictMonthRollup.__table__,  # type: ignore[dict-item]
+    AreaRollup.__table__: AreaMonthRollup.__table__,  # type: ignore[dict-item]
+    StreetRollup.__table__: StreetMonthRollup.__table__,  # type: ignore[dict-item]
+    UnitRollup.__table__: UnitMonthRollup.__table__,  # type: ignore[dict-item]
+    StreetDayRollup.__table__: StreetTotalMonthRollup.__table__,  # type: ignore[dict-item]
+    CommunityDayRollup.__table__: CommunityTotalMonthRollup.__table__,  # type: ignore[dict-item]
+}
+MONTH_ROLLUPS: tuple[tuple[Table, tuple[str, ...]], ...] = tuple(
+    (MONTH_OF[table], ("month", *keys[1:])) for table, keys in DAY_ROLLUPS
+)
+# add_to_rollups writes day and month rows in the same transaction from the same deltas: they cannot disagree.
+ROLLUPS = DAY_ROLLUPS + MONTH_ROLLUPS
 DIMENSIONS = ("day", "category", "street_id", "community_id", "channel", "unit_id")
 
 
@@ -159,6 +181,7 @@ def add_to_rollups(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add measure deltas to every rollup, one upsert statement per rollup (executemany for many rows)."""
     if not rows:
         return
+    rows = [{**row, "month": row["day"].replace(day=1)} for row in rows]
     for table, keys in ROLLUPS:
         merged: dict[tuple[Any, ...], dict[str, int]] = {}
         for row in rows:
@@ -257,16 +280,10 @@ def apply_pending(session: Session) -> int:
 
 def rebuild(session: Session, *, batch: int = 2000) -> int:
     """Recount every rollup from the appeals (after an import, a restore or a change of counting rules)."""
-    for model in (
-        AppealFact,
-        DistrictRollup,
-        AreaRollup,
-        StreetRollup,
-        StreetDayRollup,
-        UnitRollup,
-        TermRollup,
-    ):
-        session.execute(delete(model))
+    session.execute(delete(AppealFact))
+    for table, _ in ROLLUPS:
+        session.execute(delete(table))
+    session.execute(delete(TermRollup))
     after, total = 0, 0
     while True:
         facts = appeal_service.rollup_facts_page(session=session, after_id=after, limit=batch)
@@ -340,12 +357,32 @@ def _after_soft_rollback(session: Session, previous_transaction: Any) -> None:
 install()
 
 
+def month_of(session: Session, day: Any) -> Any:
+    """SQL for the first day of the month of a date column (the key of the month rollups)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.cast(func.date_trunc("month", day), Date)
+    return func.date(day, "start of month")
+
+
 def rollups_from_facts(session: Session) -> None:
     """Rebuild the rollups (not the terms) from the stored fact rows by one GROUP BY each (bulk loads)."""
-    for model in (DistrictRollup, AreaRollup, StreetRollup, StreetDayRollup, UnitRollup):
-        session.execute(delete(model))
+    for table, _ in ROLLUPS:
+        session.execute(delete(table))
     fact_table: Table = AppealFact.__table__  # type: ignore[assignment]
-    for table, keys in ROLLUPS:
+    for table, keys in DAY_ROLLUPS:
         cols = [fact_table.c[k] for k in keys]
         sums = [func.sum(fact_table.c[m]) for m in MEASURES]
-        session.execute(table.insert().from_select([*keys, *MEASURES], select(*cols, *sums).group_by(*cols)))
+        # In day order, as the upkeep appends them: a period's rows then lie close together on disk.
+        stmt = select(*cols, *sums).group_by(*cols).order_by(cols[0])
+        session.execute(table.insert().from_select([*keys, *MEASURES], stmt))
+    months_from_days(session)
+
+
+def months_from_days(session: Session) -> None:
+    """Fill the (empty) month rollups from the day rollups, one GROUP BY each (bulk loads)."""
+    for day_table, keys in DAY_ROLLUPS:
+        month = month_of(session, day_table.c.day)
+        cols = [day_table.c[k] for k in keys[1:]]
+        sums = [func.sum(day_table.c[m]) for m in MEASURES]
+        stmt = select(month, *cols, *sums).group_by(month, *cols).order_by(month)
+        session.execute(MONTH_OF[day_table].insert().from_select(["month", *keys[1:], *MEASURES], stmt))

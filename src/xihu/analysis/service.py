@@ -9,15 +9,16 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from xihu.analysis import rollup
+from xihu.analysis import rollup, spans
 from xihu.analysis.enums import ACTIVE_STATES, Severity, WarningKind, WarningState
 from xihu.analysis.models import (
     MEASURES,
     AnalysisWarning,
     AreaRollup,
+    CommunityDayRollup,
     DistrictRollup,
     StreetDayRollup,
     StreetRollup,
@@ -35,7 +36,6 @@ from xihu.analysis.schemas import (
 )
 from xihu.appeals.enums import Channel
 from xihu.core import audit, clock, outbox
-from xihu.core.db import is_postgres
 from xihu.core.errors import Conflict, Invalid, NotFound
 from xihu.core.security import Actor, Role, User, authorize, list_users_with_role
 from xihu.places import service as places_service
@@ -63,26 +63,29 @@ def _check_period(start: date, end: date) -> None:
         raise Invalid("统计区间不能超过 3 年", english="period longer than 3 years")
 
 
-def _sums(model: Any) -> list[Any]:
-    return [func.coalesce(func.sum(getattr(model, m)), 0).label(m) for m in MEASURES]
+def _sums(columns: Any) -> list[Any]:
+    """Summed measures of a model or of a subquery's columns (``rows.c``), labelled by measure."""
+    return [func.coalesce(func.sum(getattr(columns, m)), 0).label(m) for m in MEASURES]
 
 
 class _Scope:
-    """Which rollups answer an area: the main one for its figures, a finer one for its child areas."""
+    """Which day rollups answer an area: the main one for its figures, the cheapest one holding its per-day
+    series, and a finer one for its child areas; each with the column values that select the area."""
 
     def __init__(
         self,
         name: str,
         model: Any,
-        where: list[Any],
+        match: dict[str, Any],
+        series_model: Any = None,
         child_model: Any = None,
-        child_col: Any = None,
-        child_where: list[Any] | None = None,
+        child_col: str = "",
         children: list[tuple[int, str]] | None = None,
     ) -> None:
-        self.name, self.model, self.where = name, model, where
+        self.name, self.model, self.match = name, model, match
+        self.series_model = series_model if series_model is not None else model
         self.child_model, self.child_col = child_model, child_col
-        self.child_where, self.children = child_where or [], children or []
+        self.children = children or []
 
 
 def _scope(session: Session, area_unit_id: int | None, filtered: bool = False) -> _Scope:
@@ -90,25 +93,36 @@ def _scope(session: Session, area_unit_id: int | None, filtered: bool = False) -
         streets = [
             (s.id, s.name) for s in places_service.list_units(session=session, kinds=[UnitKind.street])
         ]
-        # Without a category or channel filter the per-street figures come from the 12-rows-a-day rollup.
+        # Without a category or channel filter the per-street figures and the per-day series come from the
+        # 12-rows-a-day rollup.
         child = StreetRollup if filtered else StreetDayRollup
-        return _Scope("西湖区", DistrictRollup, [], child, child.street_id, [], streets)
+        return _Scope(
+            "西湖区",
+            DistrictRollup,
+            {},
+            DistrictRollup if filtered else StreetDayRollup,
+            child,
+            "street_id",
+            streets,
+        )
     unit = places_service.get_unit(session=session, unit_id=area_unit_id)
     if unit.kind == UnitKind.street.value:
+        # Unfiltered, the per-community figures come from the day x community rollup (~20 rows a day).
         children = places_service.list_units(
             session=session, kinds=[UnitKind.community, UnitKind.village], parent_id=unit.id
         )
         return _Scope(
             unit.name,
             StreetRollup,
-            [StreetRollup.street_id == unit.id],
-            AreaRollup,
-            AreaRollup.community_id,
-            [AreaRollup.street_id == unit.id],
+            {"street_id": unit.id},
+            StreetRollup if filtered else StreetDayRollup,
+            AreaRollup if filtered else CommunityDayRollup,
+            "community_id",
             [(c.id, c.name) for c in children],
         )
     if unit.kind in (UnitKind.community.value, UnitKind.village.value):
-        return _Scope(unit.name, AreaRollup, [AreaRollup.community_id == unit.id])
+        series = AreaRollup if filtered else CommunityDayRollup
+        return _Scope(unit.name, AreaRollup, {"community_id": unit.id}, series)
     if unit.kind == UnitKind.district.value:
         return _scope(session, None, filtered)
     raise Invalid("区域只能是街道/镇或社区/村", english="area must be a street or a community")
@@ -118,59 +132,40 @@ def _measures(row: Any) -> dict[str, int]:
     return {m: int(getattr(row, m) or 0) for m in MEASURES}
 
 
-def _filters(model: Any, start: date, end: date, category: str | None, channel: str | None) -> list[Any]:
-    where = [model.day >= start, model.day <= end]
-    if category:
-        where.append(model.category == category)
-    if channel:
-        where.append(model.channel == channel)
-    return where
-
-
 def _main_figures(
-    session: Session, model: Any, where: list[Any]
-) -> tuple[dict[str, int], dict[str, int], dict[str, int], dict[date, list[int]]]:
-    """Totals, per category, per channel and per day of a rollup in one statement."""
+    session: Session, model: Any, match: dict[str, Any], start: date, end: date
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Totals, per category and per channel of a rollup over a period, from one small grouped query.
+
+    Grouped by category x channel (at most a few dozen rows), then added up here: the same statement on
+    SQLite and PostgreSQL, reading month rows for the whole months.
+    """
     total = dict.fromkeys(MEASURES, 0)
     cats: dict[str, int] = {}
     chans: dict[str, int] = {}
-    days: dict[date, list[int]] = {}
-    if is_postgres(session):
-        # GROUPING SETS: one scan, and only totals + categories + channels + days come back.
-        grouping = func.grouping(model.day, model.category, model.channel).label("g")
-        stmt = (
-            select(grouping, model.day, model.category, model.channel, *_sums(model))
-            .where(*where)
-            .group_by(func.grouping_sets(text("()"), model.category, model.channel, model.day))
-        )
-        for row in session.execute(stmt):
-            m = _measures(row)
-            if row.g == 7:
-                total = m
-            elif row.g == 5:
-                cats[row.category] = m["received"]
-            elif row.g == 6:
-                chans[row.channel] = m["received"]
-            elif row.g == 3:
-                days[row.day] = [m["received"], m["completed"]]
-        return total, cats, chans, days
-    # SQLite has no GROUPING SETS: four small grouped queries over the same index range.
-    total = _measures(session.execute(select(*_sums(model)).where(*where)).one())
-    for c, n in session.execute(
-        select(model.category, func.sum(model.received)).where(*where).group_by(model.category)
-    ):
-        cats[c] = int(n or 0)
-    for c, n in session.execute(
-        select(model.channel, func.sum(model.received)).where(*where).group_by(model.channel)
-    ):
-        chans[c] = int(n or 0)
-    for d, r, c in session.execute(
+    rows = spans.span(model, start, end, match, ["category", "channel"])
+    stmt = select(rows.c.category, rows.c.channel, *_sums(rows.c)).group_by(rows.c.category, rows.c.channel)
+    for row in session.execute(stmt):
+        m = _measures(row)
+        for k, v in m.items():
+            total[k] += v
+        cats[row.category] = cats.get(row.category, 0) + m["received"]
+        chans[row.channel] = chans.get(row.channel, 0) + m["received"]
+    return total, cats, chans
+
+
+def _day_series(
+    session: Session, model: Any, match: dict[str, Any], start: date, end: date
+) -> dict[date, list[int]]:
+    """Received and completed per day (the only figures that need day rows for the whole period)."""
+    where = [model.day >= start, model.day <= end]
+    where += [getattr(model, k) == v for k, v in match.items() if v is not None]
+    stmt = (
         select(model.day, func.sum(model.received), func.sum(model.completed))
         .where(*where)
         .group_by(model.day)
-    ):
-        days[d] = [int(r or 0), int(c or 0)]
-    return total, cats, chans, days
+    )
+    return {d: [int(r or 0), int(c or 0)] for d, r, c in session.execute(stmt)}
 
 
 def appeal_figures(
@@ -185,26 +180,27 @@ def appeal_figures(
 ) -> AppealFigures:
     """Appeal figures of the district, a street or a community over [start, end] (local days, inclusive).
 
-    Two queries whatever the period: one over the area's rollup for the totals, categories, channels and
-    days, one over the finer rollup for the child areas.
+    Three queries whatever the period: totals, categories and channels over the area's rollup (whole months
+    from its month rows), the per-day series, and the child areas over the finer rollup.
     """
     authorize(actor, "analysis.view")
     _check_period(start, end)
     rollup.apply_pending(session)
     scope = _scope(session, area_unit_id, bool(category or channel))
-    model = scope.model
-    where = [*scope.where, *_filters(model, start, end, category, channel)]
-    total, cats, chans, days = _main_figures(session, model, where)
+    match = {**scope.match, "category": category or None, "channel": channel or None}
+    total, cats, chans = _main_figures(session, scope.model, match, start, end)
+    days = _day_series(session, scope.series_model, match, start, end)
     figures = AppealFigures(area_unit_id=area_unit_id, area_name=scope.name, start=start, end=end, **total)
     _fill_rates(figures)
+    # Ties in count are listed by name, so that the order does not depend on the query plan.
     figures.top_categories = [
         CategoryCount(category=c or "未分类", count=n)
-        for c, n in sorted(cats.items(), key=lambda kv: -kv[1])
+        for c, n in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))
         if n
     ]
     figures.by_channel = [
         ChannelCount(channel=c, label=_channel_label(c), count=n)
-        for c, n in sorted(chans.items(), key=lambda kv: -kv[1])
+        for c, n in sorted(chans.items(), key=lambda kv: (-kv[1], kv[0]))
         if n
     ]
     figures.by_day = [
@@ -212,14 +208,10 @@ def appeal_figures(
         for d in (start + timedelta(n) for n in range((end - start).days + 1))
     ]
     if scope.child_model is not None:
-        cm = scope.child_model
+        rows = spans.span(scope.child_model, start, end, match, [scope.child_col])
+        col = rows.c[scope.child_col]
         child_rows = {
-            int(r[0]): _measures(r)
-            for r in session.execute(
-                select(scope.child_col, *_sums(cm))
-                .where(*scope.child_where, *_filters(cm, start, end, category, channel))
-                .group_by(scope.child_col)
-            )
+            int(r[0]): _measures(r) for r in session.execute(select(col, *_sums(rows.c)).group_by(col))
         }
         for unit_id, name in scope.children:
             m = child_rows.get(unit_id, dict.fromkeys(MEASURES, 0))
@@ -257,15 +249,14 @@ def unit_rates(
     authorize(actor, "analysis.view")
     _check_period(start, end)
     rollup.apply_pending(session)
+    if unit_ids is not None and not unit_ids:
+        return []
+    rows_of = spans.span(UnitRollup, start, end, {}, ["unit_id"])
     stmt = (
-        select(UnitRollup.unit_id, *_sums(UnitRollup))
-        .where(UnitRollup.day >= start, UnitRollup.day <= end, UnitRollup.unit_id != 0)
-        .group_by(UnitRollup.unit_id)
+        select(rows_of.c.unit_id, *_sums(rows_of.c)).where(rows_of.c.unit_id != 0).group_by(rows_of.c.unit_id)
     )
     if unit_ids is not None:
-        if not unit_ids:
-            return []
-        stmt = stmt.where(UnitRollup.unit_id.in_(unit_ids))
+        stmt = stmt.where(rows_of.c.unit_id.in_(unit_ids))
     rows = {int(r[0]): _measures(r) for r in session.execute(stmt)}
     wanted = list(unit_ids) if unit_ids is not None else sorted(rows)
     names = places_service.unit_names(session=session, unit_ids=set(wanted))
