@@ -11,15 +11,22 @@ Then it lets the SLA clocks fall due and checks:
   * no deadline was escalated twice, and none that is due was missed,
   * the audit hash chain verifies,
   * the server answers /healthz again by itself.
-Prints one JSON line. Usage: python bench/faults.py [--seconds 45] [--concurrency 8]
-PostgreSQL is not restarted here: the server is shared with other work on this machine.
+With --pg-restart the faults are PostgreSQL restarts instead: the drill starts a throwaway cluster of its
+own (initdb into a temporary directory, as the `postgres` OS user when run as root; the shared server on 5432
+is never touched), runs everything on it, and mid-load does `pg_ctl restart -m fast`, then `-m immediate`
+(a crash: recovery replays the WAL). Besides the checks above it measures, for each restart, how long intake
+was out, what the clients got meanwhile (a 503 is right; a 500, or a request hanging until the client's
+timeout, is not), and that the same web and worker processes serve afterwards, with no restart of theirs.
+Prints one JSON line. Usage: python bench/faults.py [--seconds 45] [--concurrency 8] [--pg-restart]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,10 +40,15 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, make_url, text
 
+from xihu.core import crypto
+from xihu.core.config import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 XIHU = str(Path(sys.executable).parent / "xihu")
 PG_URL = os.environ.get("XIHU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DB_NAME = f"xihu_faults_{os.getpid()}"
+PG_BIN = Path(os.environ.get("XIHU_BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SLOW = 5.0  # seconds: an answer slower than this during an outage counts as a hang
 
 
 def free_port() -> int:
@@ -65,6 +77,45 @@ def children(pid: int) -> list[int]:
     return workers
 
 
+class Cluster:
+    """A throwaway PostgreSQL cluster of the drill's own, which it may restart at will."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.dir = Path(tempfile.mkdtemp(prefix="xihu-pg-"))
+        self.data = self.dir / "data"
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the cluster's maintenance database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> None:
+        # PostgreSQL refuses to run as root: run its tools as the `postgres` OS user then
+        cmd = [str(PG_BIN / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        """initdb and start on 127.0.0.1:port, with room for every process's pool."""
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+
+    def restart(self, mode: str) -> None:
+        """`pg_ctl restart -m fast|immediate`, returning once the server accepts connections again."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "restart")
+
+    def destroy(self) -> None:
+        """Stop the cluster and remove its files."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def wait_healthy(base: str, seconds: float) -> float | None:
     """Seconds until /healthz answers 200, or None."""
     start = time.perf_counter()
@@ -91,12 +142,19 @@ class Load:
         self.errors: dict[str, int] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.t0 = time.perf_counter()
+        self.attempts: list[tuple[float, float, str]] = []  # (start, end, outcome) since t0
+
+    def _note(self, start: float, outcome: str) -> None:
+        with self.lock:
+            self.attempts.append((start - self.t0, time.perf_counter() - self.t0, outcome))
 
     def _one(self, client: httpx.Client, n: int) -> None:
         key = uuid.uuid4().hex
         description = f"故障演练 {key[:12]}：小区门口的路灯坏了，晚上很黑"
         phone = f"139{n % 100_000_000:08d}"
-        for attempt in range(6):
+        for attempt in range(8):
+            start = time.perf_counter()
             try:
                 resp = client.post(
                     "/api/appeals",
@@ -104,18 +162,20 @@ class Load:
                     headers={"Idempotency-Key": key},
                 )
             except httpx.HTTPError as exc:
+                self._note(start, type(exc).__name__)
                 with self.lock:
                     self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
-                    self.retries += attempt < 5
+                    self.retries += attempt < 7
                 time.sleep(0.2 * (attempt + 1))
                 continue
+            self._note(start, str(resp.status_code))
             if resp.status_code in (200, 201):
                 with self.lock:
                     self.acked[resp.json()["tracking_code"]] = (description, phone)
                 return
             with self.lock:
                 self.errors[str(resp.status_code)] = self.errors.get(str(resp.status_code), 0) + 1
-                self.retries += attempt < 5
+                self.retries += attempt < 7
             time.sleep(0.2 * (attempt + 1))
         with self.lock:
             self.gave_up += 1
@@ -139,18 +199,51 @@ class Load:
         return threads
 
 
+def outage(load: Load, began: float, up: float) -> dict[str, object]:
+    """What the clients saw from the start of a restart until intake answered 2xx again."""
+    recovered = min(
+        (end for start, end, outcome in load.attempts if start >= up and outcome in ("200", "201")),
+        default=None,
+    )
+    until = recovered if recovered is not None else float("inf")
+    during = [(start, end, outcome) for start, end, outcome in load.attempts if began <= end <= until]
+    outcomes: dict[str, int] = {}
+    for _, _, outcome in during:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    failed = [(s, e, o) for s, e, o in during if o not in ("200", "201")]
+    return {
+        "restart_s": round(up - began, 2),
+        "recovered_after_up_s": None if recovered is None else round(recovered - up, 2),
+        "outage_s": None if recovered is None else round(recovered - began, 2),
+        "answers": outcomes,
+        "answers_503": outcomes.get("503", 0),
+        "answers_500": sum(n for o, n in outcomes.items() if o.startswith("5") and o != "503"),
+        "slowest_failure_s": round(max((e - s for s, e, _ in failed), default=0.0), 2),
+        "slowest_answer_s": round(max((e - s for s, e, _ in during), default=0.0), 2),
+        "hangs": sum(1 for s, e, o in failed if e - s > SLOW or "Timeout" in o),
+    }
+
+
 def main() -> None:
     """Run the fault drill and print one JSON line."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--pg-restart", action="store_true", help="restart a throwaway PostgreSQL mid-load")
+    parser.add_argument("--pg-port", type=int, default=55432)
     args = parser.parse_args()
 
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    cluster: Cluster | None = None
+    pg_url = PG_URL
+    if args.pg_restart:
+        cluster = Cluster(args.pg_port)
+        cluster.start()
+        pg_url = cluster.url
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    url = make_url(PG_URL).set(database=DB_NAME).render_as_string(hide_password=False)
+    url = make_url(pg_url).set(database=DB_NAME).render_as_string(hide_password=False)
     data_dir = Path(tempfile.mkdtemp(prefix="xihu-faults-"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -173,7 +266,13 @@ def main() -> None:
         procs.append(p)
         return p
 
-    result: dict[str, object] = {"bench": "faults", "backend": "postgresql", "seconds": args.seconds}
+    result: dict[str, object] = {
+        "bench": "faults",
+        "fault": "pg-restart" if cluster else "kill-9",
+        "backend": "postgresql",
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+    }
     try:
         server = spawn("serve", "--workers", "2")
         workers = [spawn("worker", "--interval", "1"), spawn("worker", "--interval", "1")]
@@ -181,24 +280,35 @@ def main() -> None:
             raise SystemExit("server did not start")
         load = Load(base, args.concurrency)
         threads = load.start()
-        t0 = time.perf_counter()
+        t0 = load.t0
         events: list[str] = []
-        time.sleep(args.seconds / 3)
         web_children = children(server.pid)
-        if web_children:
-            os.kill(web_children[0], signal.SIGKILL)
-            events.append(f"t={time.perf_counter() - t0:.1f}s kill -9 web worker {web_children[0]}")
-        time.sleep(args.seconds / 6)
-        os.kill(workers[0].pid, signal.SIGKILL)
-        workers[0].wait()
-        events.append(f"t={time.perf_counter() - t0:.1f}s kill -9 xihu worker {workers[0].pid}")
-        time.sleep(2)
-        workers[0] = spawn("worker", "--interval", "1")
-        events.append(f"t={time.perf_counter() - t0:.1f}s xihu worker restarted")
+        worker_pids = [w.pid for w in workers]
+        restarts: dict[str, dict[str, float]] = {}
+        if cluster is not None:
+            for k, mode in enumerate(("fast", "immediate")):
+                time.sleep(max(0.0, args.seconds * (k + 1) / 3 - (time.perf_counter() - t0)))
+                began = time.perf_counter() - t0
+                cluster.restart(mode)
+                up = time.perf_counter() - t0
+                events.append(f"t={began:.1f}s pg_ctl restart -m {mode}; accepting again at t={up:.1f}s")
+                restarts[mode] = {"began": began, "up": up}
+        else:
+            time.sleep(args.seconds / 3)
+            if web_children:
+                os.kill(web_children[0], signal.SIGKILL)
+                events.append(f"t={time.perf_counter() - t0:.1f}s kill -9 web worker {web_children[0]}")
+            time.sleep(args.seconds / 6)
+            os.kill(workers[0].pid, signal.SIGKILL)
+            workers[0].wait()
+            events.append(f"t={time.perf_counter() - t0:.1f}s kill -9 xihu worker {workers[0].pid}")
+            time.sleep(2)
+            workers[0] = spawn("worker", "--interval", "1")
+            events.append(f"t={time.perf_counter() - t0:.1f}s xihu worker restarted")
         time.sleep(max(0.0, args.seconds - (time.perf_counter() - t0)))
         load.stop.set()
         for t in threads:
-            t.join(timeout=70)
+            t.join(timeout=90)
         recovered = wait_healthy(base, 30)
         web_after = children(server.pid)
 
@@ -212,7 +322,7 @@ def main() -> None:
             time.sleep(min(120.0, max(0.0, float(remaining))) + 5)
 
         with engine.connect() as conn:
-            rows = {
+            raw = {
                 r[0]: (r[1], r[2])
                 for r in conn.execute(text("SELECT tracking_code, description, citizen_phone FROM appeals"))
             }
@@ -242,9 +352,24 @@ def main() -> None:
             ).scalar_one()
             deadlines = conn.execute(text("SELECT count(*) FROM deadlines")).scalar_one()
         engine.dispose()
+        # the phone is stored encrypted (never in plain text); the drill reads it with the run's demo key
+        ring = crypto.keyring_for(Settings(data_dir=data_dir, demo=True))
+        plain_phones = sum(1 for _, phone in raw.values() if phone and not crypto.is_encrypted(phone))
+        context = "appeals.citizen_phone"
+        rows = {
+            code: (desc, ring.decrypt(phone, context) if crypto.is_encrypted(phone) else phone)
+            for code, (desc, phone) in raw.items()
+        }
         lost = [c for c in load.acked if c not in rows]
         altered = [c for c, v in load.acked.items() if c in rows and rows[c] != v]
         chain = subprocess.run([XIHU, "audit", "verify"], env=env, capture_output=True, text=True)
+        same_processes = set(web_after) == set(web_children) and all(
+            p.poll() is None for p in workers if p.pid in worker_pids
+        )
+        windows = {mode: outage(load, w["began"], w["up"]) for mode, w in restarts.items()}
+        outage_ok = all(
+            w["answers_500"] == 0 and w["hangs"] == 0 and w["outage_s"] is not None for w in windows.values()
+        )
         result.update(
             {
                 "sent": load.sent,
@@ -255,6 +380,7 @@ def main() -> None:
                 "appeals_stored": len(rows),
                 "acknowledged_lost": len(lost),
                 "acknowledged_altered": len(altered),
+                "phones_in_plain_text": plain_phones,
                 "stored_twice": duplicates,
                 "deadlines": deadlines,
                 "escalated": escalated,
@@ -265,15 +391,22 @@ def main() -> None:
                 "web_workers_before": len(web_children),
                 "web_workers_after": len(web_after),
                 "events": events,
-                "ok": not lost
-                and not altered
-                and duplicates == 0
-                and twice == 0
-                and breach_audits_twice == 0
-                and missed == 0
-                and chain.returncode == 0
-                and recovered is not None,
             }
+        )
+        if cluster is not None:
+            result["restarts"] = windows
+            result["same_web_and_worker_processes"] = same_processes
+        result["ok"] = (
+            not lost
+            and not altered
+            and plain_phones == 0
+            and duplicates == 0
+            and twice == 0
+            and breach_audits_twice == 0
+            and missed == 0
+            and chain.returncode == 0
+            and recovered is not None
+            and (cluster is None or (outage_ok and same_processes))
         )
     finally:
         for p in procs:
@@ -285,9 +418,13 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         log.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        admin.dispose()
+        if cluster is not None:
+            admin.dispose()
+            cluster.destroy()
+        else:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+            admin.dispose()
     print(json.dumps(result, ensure_ascii=False))
 
 

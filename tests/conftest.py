@@ -18,6 +18,10 @@ _TMP = Path(tempfile.mkdtemp(prefix="xihu-test-"))
 os.environ["XIHU_DATA_DIR"] = str(_TMP)
 os.environ["XIHU_DEMO"] = "1"
 os.environ["XIHU_IN_PROCESS_WORKER"] = "0"
+# One fixed key for personal data in this process and every `xihu` process a test starts, as in production
+# (a generated demo key would differ between the data directories of tests and their subprocesses).
+# It is base64 of b"xihu-test-pii-key-not-a-secret!!".
+os.environ["XIHU_PII_KEY"] = "eGlodS10ZXN0LXBpaS1rZXktbm90LWEtc2VjcmV0ISE="
 
 from xihu.core import clock  # noqa: E402
 from xihu.core.config import Settings, get_settings, normalize_url  # noqa: E402

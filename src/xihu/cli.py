@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from xihu.analysis import cli as analysis_cli
+from xihu.core import privacy_cli
 from xihu.core.config import get_settings
 from xihu.dispatch import cli as dispatch_cli
 from xihu.indicators import cli as indicators_cli
@@ -23,6 +24,7 @@ app.add_typer(dispatch_cli.app, name="dispatch")
 app.add_typer(open311_cli.app, name="open311")
 app.add_typer(indicators_cli.app, name="indicators")
 app.add_typer(analysis_cli.app, name="analysis")
+app.add_typer(privacy_cli.app, name="privacy")
 
 
 def _factory():  # type: ignore[no-untyped-def]
@@ -90,10 +92,11 @@ def worker(
     from xihu import registry as _models  # noqa: F401 - every table, so foreign keys resolve
     from xihu.analysis import jobs as _analysis_jobs  # noqa: F401 - registers the detector run (and rollups)
     from xihu.appeals import jobs as _appeal_jobs  # noqa: F401 - registers the SLA sweeper
-    from xihu.core import jobs
+    from xihu.core import crypto, jobs
     from xihu.core import outbox as _outbox  # noqa: F401 - registers outbox delivery
 
     settings = get_settings()
+    crypto.configure(settings)  # refuse to start without XIHU_PII_KEY outside demo mode, as `serve` does
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     factory = _factory()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"

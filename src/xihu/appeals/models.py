@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from xihu.core import clock
+from xihu.core.crypto import EncryptedString
 from xihu.core.db import Base, UTCDateTime
 
 
@@ -36,8 +37,10 @@ class Appeal(Base):
     address: Mapped[str] = mapped_column(String(200), default="")
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
-    citizen_name: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    citizen_phone: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)
+    # Encrypted at rest (core.crypto); never filtered on, so not indexed. Repeat callers are grouped by the
+    # analysis rollups' keyed hash of the phone.
+    citizen_name: Mapped[str | None] = mapped_column(EncryptedString("appeals.citizen_name"), nullable=True)
+    citizen_phone: Mapped[str | None] = mapped_column(EncryptedString("appeals.citizen_phone"), nullable=True)
     lead_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
     reply: Mapped[str | None] = mapped_column(Text, nullable=True)
     rating: Mapped[str | None] = mapped_column(String(16), nullable=True)

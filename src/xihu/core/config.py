@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 120  # public submissions and logins per client address; 0 turns it off
     webhook_url: str = ""
     sms_gateway_url: str = ""
+    # Personal data (appeals' citizen name and phone) is encrypted at rest with AES-256-GCM under this key,
+    # base64 of 32 random bytes (`xihu privacy new-key` prints one). Outside demo mode the service refuses to
+    # start without it; in demo mode one is generated and kept in <data_dir>/pii.key (mode 0600).
+    pii_key: str = ""
+    # Former keys, comma separated: still read after a rotation until `xihu privacy rotate-key` has run.
+    pii_old_keys: str = ""
     district_name: str = "西湖区"
     city_name: str = "杭州市"
 

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from xihu.core import security
+from xihu.core import crypto, security
 from xihu.core.config import Settings, get_settings
 from xihu.core.db import make_engine, make_session_factory
 from xihu.core.errors import DomainError
@@ -107,6 +107,21 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """Whether a database error says the storage is full (SQLITE_FULL, or PostgreSQL's SQLSTATE 53100)."""
+    # SQLite rolls the whole transaction back on SQLITE_FULL, so what reaches us may be the failed
+    # ROLLBACK TO SAVEPOINT that followed: look along the chain of causes for the full disk.
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        orig = getattr(seen, "orig", seen)
+        if getattr(orig, "sqlstate", None) == "53100" or "database or disk is full" in str(orig):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _wants_json(request: Request) -> bool:
     path = request.url.path
     return path.startswith(("/api/", "/open311/")) or "application/json" in request.headers.get("accept", "")
@@ -157,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check_secrets()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    crypto.configure(settings)  # refuses to start without XIHU_PII_KEY outside demo mode
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
 
@@ -252,6 +268,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def db_down(request: Request, exc: Exception) -> Response:
+        if _disk_full(exc):
+            # not transient like a restart: an operator has to free space, so say so at error level
+            log.error("database error: storage is full: %s", exc)
+            return _error_response(
+                request,
+                503,
+                "unavailable",
+                "系统存储空间已满，暂时无法保存，请稍后重试；您的提交未被保存",
+                "database storage is full; nothing was saved",
+            )
         log.warning("database error: %s", exc)
         return _error_response(
             request,
