@@ -2,7 +2,9 @@
 
 Starts `xihu serve` on a fresh SQLite database and (if reachable) a fresh PostgreSQL database, drives
 each with an asyncio load generator on loopback, and prints one JSON line per backend. The ratio
-intake/no-op is the figure to compare across machines.
+intake/no-op is the figure to compare across machines; on a shared machine the CPU milliseconds the server
+(and, on PostgreSQL, its backends) spent per request are the steadier figure, as throughput moves with the
+neighbours' load.
 Usage: python bench/intake.py [--seconds 15] [--concurrency 16]
 """
 
@@ -22,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from proc_cpu import pg_backends_cpu, pg_delta_ms, tree_cpu
 from sqlalchemy import create_engine, make_url, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +99,9 @@ def intake_body():  # type: ignore[no-untyped-def]
     return body, {"Idempotency-Key": uuid.uuid4().hex}
 
 
-def run_backend(name: str, url: str, seconds: float, concurrency: int, workers: int) -> dict[str, object]:
+def run_backend(
+    name: str, url: str, seconds: float, concurrency: int, workers: int, defer: bool = False
+) -> dict[str, object]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"xihu-bench-{name}-"))
     port = free_port()
     env = {
@@ -106,6 +111,7 @@ def run_backend(name: str, url: str, seconds: float, concurrency: int, workers: 
         "XIHU_DEMO": "1",
         "XIHU_PORT": str(port),
         "XIHU_RATE_LIMIT_PER_MINUTE": "0",  # one load-generator address: measure the server, not the limit
+        "XIHU_DEFER_TO_WORKERS": "1" if defer else "0",
     }
     subprocess.run([XIHU, "migrate"], env=env, check=True, capture_output=True)
     server = subprocess.Popen(
@@ -125,9 +131,25 @@ def run_backend(name: str, url: str, seconds: float, concurrency: int, workers: 
             time.sleep(0.1)
         streets = httpx.get(base + "/api/units", params={"kind": "street"}).json()
         STREET_ID["value"] = next(u["id"] for u in streets if u["name"] == "翠苑街道")
+        database = make_url(url).database if name == "postgresql" else None
+
+        def measured(path: str, make_body) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
+            pg0 = pg_backends_cpu(PG_URL, database) if database else None
+            web0 = tree_cpu([server.pid])
+            figures: dict[str, float | None] = dict(
+                asyncio.run(drive(base, path, seconds, concurrency, make_body))
+            )
+            web1 = tree_cpu([server.pid])
+            pg1 = pg_backends_cpu(PG_URL, database) if database else None
+            n = int(figures["n"] or 0)
+            figures["server_cpu_ms"] = round((web1 - web0) * 1000 / max(1, n), 2)
+            figures["pg_cpu_ms"] = pg_delta_ms(pg0, pg1, n) if pg0 and pg1 else None
+            return figures
+
         asyncio.run(drive(base, "/noop", 2, concurrency, lambda: (None, {})))  # warm-up
-        noop = asyncio.run(drive(base, "/noop", seconds, concurrency, lambda: (None, {})))
-        intake = asyncio.run(drive(base, "/api/appeals", seconds, concurrency, intake_body))
+        asyncio.run(drive(base, "/api/appeals", 2, concurrency, intake_body))
+        noop = measured("/noop", lambda: (None, {}))
+        intake = measured("/api/appeals", intake_body)
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -135,13 +157,17 @@ def run_backend(name: str, url: str, seconds: float, concurrency: int, workers: 
         "bench": "intake",
         "backend": name,
         "web_workers": workers,
+        "deferred": defer,
         "concurrency": concurrency,
         "seconds": seconds,
         "intake_rps": intake["rps"],
         "intake_p50_ms": intake["p50_ms"],
         "intake_p99_ms": intake["p99_ms"],
         "intake_errors": intake["errors"],
+        "intake_server_cpu_ms": intake["server_cpu_ms"],
+        "intake_pg_cpu_ms": intake["pg_cpu_ms"],
         "noop_rps": noop["rps"],
+        "noop_server_cpu_ms": noop["server_cpu_ms"],
         "noop_p50_ms": noop["p50_ms"],
         "noop_p99_ms": noop["p99_ms"],
         "ratio_intake_to_noop": round(intake["rps"] / noop["rps"], 3),
@@ -153,6 +179,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--pg-workers", type=int, default=2)
+    parser.add_argument("--defer", action="store_true", help="XIHU_DEFER_TO_WORKERS=1 (no job worker runs)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     if args.backend in ("sqlite", "both"):
@@ -160,7 +187,12 @@ def main() -> None:
         print(
             json.dumps(
                 run_backend(
-                    "sqlite", f"sqlite:///{sqlite_dir / 'bench.db'}", args.seconds, args.concurrency, 1
+                    "sqlite",
+                    f"sqlite:///{sqlite_dir / 'bench.db'}",
+                    args.seconds,
+                    args.concurrency,
+                    1,
+                    args.defer,
                 ),
                 ensure_ascii=False,
             ),
@@ -171,7 +203,9 @@ def main() -> None:
         if url:
             print(
                 json.dumps(
-                    run_backend("postgresql", url, args.seconds, args.concurrency, args.pg_workers),
+                    run_backend(
+                        "postgresql", url, args.seconds, args.concurrency, args.pg_workers, args.defer
+                    ),
                     ensure_ascii=False,
                 ),
                 flush=True,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from proc_cpu import pg_backends_cpu, tree_cpu
 from sqlalchemy import create_engine, make_url, text
 
 XIHU = str(Path(sys.executable).parent / "xihu")
@@ -246,6 +247,19 @@ def main() -> None:
         noop_out, _ = noop.communicate()
         result["noop"] = parse_wrk(noop_out)
 
+        def cpu() -> dict[str, Any]:
+            pg = (
+                pg_backends_cpu(PG_URL, f"xihu_load_{run}")
+                if args.backend == "postgresql"
+                else (0.0, frozenset())
+            )
+            return {
+                "web": tree_cpu([procs[0].pid]),
+                "job_workers": tree_cpu([p.pid for p in procs[1:]]),
+                "postgres": pg,
+            }
+
+        cpu_before = cpu()
         running = {
             name: wrk(
                 base,
@@ -259,6 +273,20 @@ def main() -> None:
         for name, proc in running.items():
             out, _ = proc.communicate()
             result[name] = parse_wrk(out)
+        cpu_after = cpu()
+        # CPU is the steady figure on a shared machine (requests/s move with the neighbours' load)
+        spent: dict[str, float | None] = {
+            k: round(cpu_after[k] - cpu_before[k], 1) for k in ("web", "job_workers")
+        }
+        pg0, pg1 = cpu_before["postgres"], cpu_after["postgres"]
+        # None when backends came or went meanwhile (an exited backend takes its CPU time with it)
+        spent["postgres"] = round(pg1[0] - pg0[0], 1) if pg0[1] == pg1[1] else None
+        requests = sum(result[name]["n"] for name in running)
+        result["cpu_seconds"] = spent
+        result["web_cpu_ms_per_request"] = round(spent["web"] * 1000 / max(1, requests), 2)
+        result["job_cpu_ms_per_intake"] = round(
+            spent["job_workers"] * 1000 / max(1, result["intake"]["n"]), 2
+        )
 
         # Every acknowledged intake is stored; the routing queue drains.
         acked = {c for f in work.glob("acked-*.txt") for c in f.read_text().split()}

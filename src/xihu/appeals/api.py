@@ -34,7 +34,7 @@ from xihu.appeals.schemas import (
     TransferIn,
 )
 from xihu.core.security import Actor
-from xihu.web.deps import get_actor, get_session, verify_csrf_api
+from xihu.web.deps import get_actor, get_session, run_and_commit, verify_csrf_api
 
 router = APIRouter(prefix="/api/appeals", tags=["appeals"])
 staff = APIRouter(prefix="/api/appeals", tags=["appeals (staff)"], dependencies=[Depends(verify_csrf_api)])
@@ -47,7 +47,7 @@ staff = APIRouter(prefix="/api/appeals", tags=["appeals (staff)"], dependencies=
     status_code=201,
     responses={200: {"description": "重复提交：返回同一诉求 (replayed)"}},
 )
-def submit(
+async def submit(
     data: AppealCreate,
     response: Response,
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=80),
@@ -56,8 +56,14 @@ def submit(
 ) -> SubmitResult:
     """Submit an appeal. Send an `Idempotency-Key` header so that a retry returns the same appeal."""
     channel = Channel.hotline if actor.is_staff else Channel.api
-    result = appeal_service.submit(
-        session=session, actor=actor, appeal_in=data, channel=channel, idempotency_key=idempotency_key
+    # the busiest write of all: stored and committed in a single trip to the thread pool
+    result = await run_and_commit(
+        session,
+        appeal_service.submit,
+        actor=actor,
+        appeal_in=data,
+        channel=channel,
+        idempotency_key=idempotency_key,
     )
     if not result.created:
         response.status_code = 200
@@ -148,7 +154,7 @@ def staff_photo(
     session: Session = Depends(get_session),
 ) -> FileResponse:
     """A photo of an appeal the staff member may see."""
-    name, ctype = appeal_service.photo(session=session, actor=actor, photo_id=photo_id)
+    name, ctype = appeal_service.photo(session=session, actor=actor, photo_id=photo_id, appeal_id=appeal_id)
     return FileResponse(
         request.app.state.settings.uploads_dir / name,
         media_type=ctype,

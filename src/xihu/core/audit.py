@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, event, func, inspect, select, text
+from sqlalchemy import JSON, Integer, String, Table, event, func, insert, inspect, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from xihu.core import clock
@@ -54,6 +54,10 @@ class AuditEntry(Base):
     hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]
+_INSERT = insert(_TABLE)
+
+
 def canonical(row: AuditEntry) -> bytes:
     """The bytes a row's hash covers: every field but the id, with its seq and the previous hash."""
     fields = {
@@ -79,6 +83,32 @@ def compute_hash(row: AuditEntry) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
 
+def _values(
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: object,
+    from_state: str | None,
+    to_state: str | None,
+    reason: str | None,
+    detail: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        # whole microseconds survive every backend, so the hash computed now verifies after a round trip
+        "at": clock.now(),
+        "actor_kind": actor.kind,
+        "actor_id": actor.user_id,
+        "actor_label": actor.label[:64],
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "from_state": from_state,
+        "to_state": to_state,
+        "reason": (reason or None) and reason[:500],
+        "detail": detail,
+    }
+
+
 def record(
     *,
     session: Session,
@@ -92,23 +122,44 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append an audit row in the caller's transaction; it joins the chain when that transaction commits."""
-    row = AuditEntry(
-        # whole microseconds survive every backend, so the hash computed now verifies after a round trip
-        at=clock.now(),
-        actor_kind=actor.kind,
-        actor_id=actor.user_id,
-        actor_label=actor.label[:64],
-        action=action,
-        entity=entity,
-        entity_id=str(entity_id),
-        from_state=from_state,
-        to_state=to_state,
-        reason=(reason or None) and reason[:500],
-        detail=detail,
-    )
+    row = AuditEntry(**_values(actor, action, entity, entity_id, from_state, to_state, reason, detail))
     session.add(row)
     session.info.setdefault(_PENDING, []).append(row)
     return row
+
+
+def append(
+    *,
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: object,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Like `record`, for hot paths that need no row object back (intake).
+
+    With XIHU_DEFER_TO_WORKERS the row is one plain INSERT at once, without an ORM object to track and
+    flush: a worker seals it later anyway. Otherwise it is `record`, so the row is chained at commit.
+    """
+    if not get_settings().defer_to_workers:
+        record(
+            session=session,
+            actor=actor,
+            action=action,
+            entity=entity,
+            entity_id=entity_id,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            detail=detail,
+        )
+        return
+    values = _values(actor, action, entity, entity_id, from_state, to_state, reason, detail)
+    session.execute(_INSERT, values)
 
 
 def _chain_pending(session: Session) -> None:

@@ -22,6 +22,9 @@ _CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 _gazetteer_lock = threading.Lock()
 _gazetteer: list[tuple[str, int, int | None]] | None = None  # (name, street_id, community_id)
 _names: dict[int, str] = {}
+# (kind, parent_id) by unit id: units are never deleted, re-parented or re-kinded, so what one process has
+# seen stays true whatever other processes do; only units that exist are kept (a miss asks the database).
+_areas: dict[int, tuple[str, int | None]] = {}
 
 
 def load_reference(*, session: Session) -> dict[str, int]:
@@ -151,11 +154,23 @@ def unit_names(*, session: Session, unit_ids: set[int]) -> dict[int, str]:
     return {u: _names[u] for u in unit_ids if u in _names}
 
 
+def unit_kind_and_parent(*, session: Session, unit_id: int) -> tuple[str, int | None] | None:
+    """A unit's kind and parent id, or None when there is none (cached: every intake checks its area)."""
+    found = _areas.get(unit_id)
+    if found is None:
+        row = session.execute(select(Unit.kind, Unit.parent_id).where(Unit.id == unit_id)).first()
+        if row is None:
+            return None
+        found = _areas[unit_id] = (row.kind, row.parent_id)
+    return found
+
+
 def reset_caches() -> None:
     """Forget cached names and the gazetteer (after reference data changes, and between tests)."""
     _reset_gazetteer()
     with _gazetteer_lock:
         _names.clear()
+        _areas.clear()
 
 
 def descendants(*, session: Session, unit_id: int) -> set[int]:

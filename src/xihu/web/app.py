@@ -16,7 +16,6 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from starlette.concurrency import run_in_threadpool
 
 from xihu.core import crypto, security
 from xihu.core.config import Settings, get_settings
@@ -24,20 +23,10 @@ from xihu.core.db import make_engine, make_session_factory
 from xihu.core.errors import DomainError
 from xihu.core.jobs import BackgroundLoop
 from xihu.core.ratelimit import RateLimiter
-from xihu.web.deps import CSRF_COOKIE, SESSION_COOKIE
+from xihu.web.middleware import GuardMiddleware
 
 log = logging.getLogger("xihu.web")
 STATIC = Path(__file__).resolve().parent / "static"
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self'; frame-ancestors 'none'; form-action 'self'"
-    ),
-}
 
 FIELD_NAMES = {
     "description": "诉求内容",
@@ -54,26 +43,6 @@ FIELD_NAMES = {
     "address": "地址",
     "name": "名称",
 }
-
-
-RATE_LIMITED_POSTS = (
-    "/api/appeals",
-    "/report",
-    "/r/",
-    "/t/",
-    "/open311/v2/requests",
-    "/api/auth/login",
-    "/login",
-)
-
-
-def _rate_limited(request: Request) -> bool:
-    """Public writes (intake, rating, login) and the public similarity search are limited per address."""
-    path = request.url.path
-    if request.method == "POST":
-        staff_write = path.startswith("/api/appeals/") and not path.startswith("/api/appeals/track/")
-        return path.startswith(RATE_LIMITED_POSTS) and not staff_write
-    return path == "/api/appeals/similar"
 
 
 class ErrorDetail(BaseModel):
@@ -200,54 +169,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = factory
 
-    limiter = RateLimiter(settings.rate_limit_per_minute)
-
-    def _is_staff(request: Request) -> bool:
-        # Hotline operators share one address and submit all day: logged-in staff are not limited.
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token:
-            return False
+    def _is_staff(token: str) -> bool:
         with app.state.session_factory() as session:
             return security.actor_for_token(session=session, token=token).is_staff
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if "\x00" in request.url.path or "%00" in request.url.query:
-            # PostgreSQL cannot compare text with NUL: refuse it as bad input rather than fail with a 503.
-            return _error_response(request, 400, "invalid", "请求中含有空字符 (NUL)", "NUL in request")
-        if _rate_limited(request) and not await run_in_threadpool(_is_staff, request):
-            client = request.client.host if request.client else "unknown"
-            wait = limiter.retry_after(client)
-            if wait:
-                response = _error_response(
-                    request,
-                    429,
-                    "rate_limited",
-                    f"提交过于频繁，请 {wait} 秒后再试",
-                    f"too many requests; retry after {wait} s",
-                )
-                response.headers["Retry-After"] = str(wait)
-                return response
-        length = request.headers.get("content-length")
-        limit = settings.max_upload_bytes * (settings.max_photos + 1)
-        if length and length.isdigit() and int(length) > limit:
-            return _error_response(request, 413, "too_large", "提交内容过大", "request body too large")
-        response = await call_next(request)
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        if request.url.scheme == "https":
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        if not request.cookies.get(CSRF_COOKIE):
-            token = getattr(request.state, "new_csrf", None)
-            if token:
-                response.set_cookie(
-                    CSRF_COOKIE,
-                    token,
-                    httponly=True,
-                    samesite="lax",
-                    secure=settings.secure_cookies or request.url.scheme == "https",
-                )
-        return response
+    app.add_middleware(
+        GuardMiddleware,
+        settings=settings,
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        is_staff=_is_staff,
+        error_response=_error_response,
+    )
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
