@@ -128,6 +128,34 @@ def test_planted_topic_is_found(session: Session, quiet: synthetic.Geography) ->
     assert topics["充电桩"].evidence["related"] == ["电动车"]
 
 
+def test_rising_words_naming_the_same_appeals_are_one_topic(
+    session: Session, quiet: synthetic.Geography
+) -> None:
+    """Real appeals this week: 停水/自来水 name the same appeals (one topic); 共享单车 is another topic."""
+    from xihu.analysis import rollup
+
+    clock.freeze(datetime.combine(ON, time(10, 0), tzinfo=clock.LOCAL_TZ))
+    water = ["翠苑三区停水自来水断供", "文一路停水自来水没有通知", "小区停水两天自来水公司不接电话"]
+    bikes = ["共享单车乱停放堵塞人行道", "地铁口共享单车堆积"]
+    try:
+        for i in range(18):
+            factories.submitted(session, title=water[i % 3], description=f"第{i}户反映：家里没水，影响生活")
+        for i in range(12):
+            factories.submitted(session, title=bikes[i % 2], description=f"第{i}次反映：单车挡住了盲道")
+        rollup.apply_pending(session)
+        session.flush()
+        found = [f for f in detectors.topics(session, ON)]
+    finally:
+        clock.reset()
+    groups = {frozenset(f.evidence["terms"]): f for f in found}
+    water_topic = next(f for terms, f in groups.items() if "停水" in terms)
+    assert {"停水", "自来水"} <= set(water_topic.evidence["terms"])
+    assert water_topic.evidence["appeals"] == 18 and len(water_topic.evidence["appeal_ids"]) == 18
+    bike_topic = next(f for terms, f in groups.items() if "单车" in terms)
+    assert "停水" not in bike_topic.evidence["terms"] and bike_topic.evidence["appeals"] == 12
+    assert len(found) == 2, [f.evidence["terms"] for f in found]  # not one warning per word
+
+
 def test_planted_dissatisfaction_is_found(session: Session, quiet: synthetic.Geography) -> None:
     street, communities = quiet.streets[5]
     rows = [

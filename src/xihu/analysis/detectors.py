@@ -16,6 +16,7 @@ from scipy.stats import binom, poisson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from xihu.analysis import topic_clusters
 from xihu.analysis.enums import ACTIVE_STATES, Severity, WarningKind
 from xihu.analysis.models import AnalysisWarning, AppealFact, StreetRollup, TermRollup, UnitRollup
 from xihu.analysis.rollup import CELL_DEGREES
@@ -291,7 +292,11 @@ def weekly_terms(session: Session, on: date) -> dict[str, list[int]]:
 
 
 def topics(session: Session, on: date) -> list[WarningFinding]:
-    """Words in appeal titles rising this week against their weekly average over the 8 weeks before."""
+    """Words in appeal titles rising this week against the 8 weeks before, grouped into topics.
+
+    Rising words that mostly name the same appeals (停水, 自来水, 水压) are one topic with one warning; the
+    topic's figures are its most significant word's, and its appeals are those carrying any of its words.
+    """
     start = on - timedelta(6)
     if not _has_history(session, start - timedelta(7 * (BASELINE_WEEKS // 2))):
         return []
@@ -307,19 +312,30 @@ def topics(session: Session, on: date) -> list[WarningFinding]:
             rising.append((p, term, observed, mean, counts))
     rising.sort()
     rising = rising[:10]
+    stats = {term: (p, observed, mean, counts) for p, term, observed, mean, counts in rising}
+    ranked = [term for _, term, *_ in rising]
+    appeals = topic_clusters.appeals_by_term(session, ranked, start, on)
     out = []
-    for p, term, observed, mean, counts in rising:
-        related = [t for _, t, *_ in rising if t != term][:5]
+    for group in topic_clusters.cluster_terms(ranked, appeals):
+        term = group[0]
+        p, observed, mean, counts = stats[term]
+        related = [t for t in ranked if t not in group][:5]
+        ids = sorted(set().union(*(appeals.get(t, set()) for t in group)))
         ratio = round(observed / max(mean, 0.5), 1)
+        words = "、".join(f"「{t}」" for t in group)
         out.append(
             WarningFinding(
                 kind=WarningKind.topic.value,
                 severity=(Severity.warning if p < 1e-8 else Severity.info).value,
                 dedup_key=f"topic:{term}",
                 title=f"新兴话题「{term}」：本周 {observed} 次，往常每周约 {mean:.1f} 次",
-                summary=f"「{term}」在近 7 天诉求中出现 {observed} 次，约为此前 8 周周均的 {ratio} 倍。",
+                summary=(
+                    f"{words}在近 7 天诉求中上升：「{term}」出现 {observed} 次，"
+                    f"约为此前 8 周周均的 {ratio} 倍" + (f"，涉及 {len(ids)} 件诉求。" if ids else "。")
+                ),
                 evidence={
                     "term": term,
+                    "terms": group,
                     "start": start.isoformat(),
                     "end": on.isoformat(),
                     "observed": observed,
@@ -327,6 +343,8 @@ def topics(session: Session, on: date) -> list[WarningFinding]:
                     "weekly": counts[:-1],
                     "ratio": ratio,
                     "p_value": _p(p),
+                    "appeals": len(ids),
+                    "appeal_ids": ids[:MAX_IDS],
                     "related": related,
                 },
             )
