@@ -105,7 +105,9 @@ def worker(
         if once:
             typer.echo(done)
             return
-        time.sleep(interval or settings.sweep_interval_seconds)
+        # A round that found work may have left more (jobs do bounded batches): go again without the pause,
+        # so a backlog drains at full speed; an idle round waits the interval.
+        time.sleep(jobs.pause_after(done, interval or settings.sweep_interval_seconds))
 
 
 @app.command()

@@ -1,9 +1,11 @@
-"""Several `xihu worker` processes on one PostgreSQL database: each breach escalates once, each message is
-delivered once. Runs only on PostgreSQL (SQLite deployments run a single in-process sweeper)."""
+"""Several `xihu worker` processes (and two web processes that sweep too) on one PostgreSQL database: each
+breach escalates once, each message is delivered once, each acknowledged appeal is stored once. Runs only on
+PostgreSQL (SQLite deployments run a single in-process sweeper)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
 
-from xihu.appeals.models import Deadline, Supervision
+from xihu.appeals.models import Appeal, Deadline, Supervision
 from xihu.core import clock
 from xihu.core.audit import AuditEntry
 from xihu.core.db import make_engine, make_session_factory, unit_of_work
@@ -29,6 +31,7 @@ XIHU = str(Path(sys.executable).parent / "xihu")
 N_APPEALS = 40
 N_MESSAGES = 120
 WORKERS = 3
+N_HTTP = 30
 
 
 @pytest.fixture
@@ -78,18 +81,64 @@ def _seed(url: str) -> None:
             )
 
 
-def test_three_workers_escalate_and_deliver_exactly_once(pg_url, tmp_path) -> None:
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([XIHU, *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _submit_over_http(port: int, n: int) -> list[str]:
+    """Submit n appeals to the web processes (retrying each once with the same key); their tracking codes."""
+    import httpx
+
+    codes: list[str] = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        up_by = time.monotonic() + 90  # two web processes starting on a busy 2-core machine
+        while True:
+            try:
+                if http.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > up_by:
+                    raise
+            time.sleep(0.2)
+        for i in range(n):
+            key = f"exactly-once-{i:04d}-{os.getpid()}"
+            body = {"description": f"并发测试第{i}条：小区门口路灯不亮"}
+            first = http.post("/api/appeals", json=body, headers={"Idempotency-Key": key})
+            again = http.post("/api/appeals", json=body, headers={"Idempotency-Key": key})
+            assert first.status_code == 201, first.text
+            assert again.status_code == 200 and again.json()["tracking_code"] == first.json()["tracking_code"]
+            codes.append(first.json()["tracking_code"])
+    return codes
+
+
+@pytest.mark.parametrize("web_processes", [0, 2], ids=["3-workers", "2-web-3-workers"])
+def test_workers_escalate_and_deliver_exactly_once(pg_url, tmp_path, web_processes: int) -> None:
+    """3 `xihu worker` processes, and in the second case 2 web processes that sweep too and take intake."""
     _seed(pg_url)
-    env = {**os.environ, "XIHU_DATABASE_URL": pg_url, "XIHU_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "XIHU_DATABASE_URL": pg_url,
+        "XIHU_DATA_DIR": str(tmp_path),
+        "XIHU_IN_PROCESS_WORKER": "1",  # web processes run the sweeper and the outbox as well
+        "XIHU_RATE_LIMIT_PER_MINUTE": "0",
+    }
     logs = [tmp_path / f"worker{i}.log" for i in range(WORKERS)]
-    procs = [
-        subprocess.Popen(
-            [XIHU, "worker", "--interval", "0.2"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-        )
-        for log in logs
-    ]
+    procs = [_start(["worker", "--interval", "0.2"], env, log) for log in logs]
+    codes: list[str] = []
+    if web_processes:
+        port = _free_port()
+        logs.append(tmp_path / "web.log")
+        procs.append(_start(["serve", "--port", str(port), "--workers", str(web_processes)], env, logs[-1]))
     engine = make_engine(pg_url)
     try:
+        if web_processes:
+            codes = _submit_over_http(port, N_HTTP)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with engine.connect() as conn:
@@ -111,18 +160,33 @@ def test_three_workers_escalate_and_deliver_exactly_once(pg_url, tmp_path) -> No
         for p in procs:
             p.wait(timeout=20)
     with engine.connect() as conn:
+        # seeded appeals only: in a run over a minute long the new appeals' sign clocks would fall due too
+        seeded = select(Appeal.id).where(Appeal.description.not_like("并发测试第%"))
         breached = conn.scalar(
-            select(func.count()).select_from(Deadline).where(Deadline.breached_at.is_not(None))
+            select(func.count())
+            .select_from(Deadline)
+            .where(Deadline.breached_at.is_not(None), Deadline.appeal_id.in_(seeded))
         )
         supervisions = conn.scalar(
-            select(func.count()).select_from(Supervision).where(Supervision.kind == "auto")
+            select(func.count())
+            .select_from(Supervision)
+            .where(Supervision.kind == "auto", Supervision.appeal_id.in_(seeded))
         )
+        seeded_ids = {str(i) for i in conn.scalars(seeded)}
         breaches = Counter(
-            conn.scalars(select(AuditEntry.entity_id).where(AuditEntry.action == "appeal.sla_breach"))
+            entity
+            for entity in conn.scalars(
+                select(AuditEntry.entity_id).where(AuditEntry.action == "appeal.sla_breach")
+            )
+            if entity in seeded_ids
         )
         inbox = conn.scalar(select(func.count()).select_from(InboxMessage))
         sent = conn.scalar(
             select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sent")
+        )
+        stored = set(conn.scalars(select(Appeal.tracking_code).where(Appeal.tracking_code.in_(codes))))
+        per_key = conn.scalar(
+            select(func.count()).select_from(Appeal).where(Appeal.description.like("并发测试第%"))
         )
     engine.dispose()
     # sign (1 min), handle (30 min) and complete? no: 24 h is not due. Two clocks per appeal are due.
@@ -140,3 +204,4 @@ def test_three_workers_escalate_and_deliver_exactly_once(pg_url, tmp_path) -> No
         sum(1 for line in log.read_text(encoding="utf-8").splitlines() if "[sms]" in line) for log in logs
     ]
     assert sum(1 for n in work if n > 0) >= 2, f"the work was not shared: {work}"
+    assert stored == set(codes) and per_key == len(codes)  # every acknowledged appeal, none twice

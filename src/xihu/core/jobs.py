@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("xihu.jobs")
@@ -45,10 +46,22 @@ def run_once(factory: sessionmaker[Session], worker_id: str) -> dict[str, int]:
     for name, fn in registered().items():
         try:
             done[name] = fn(factory, worker_id)
+        except OperationalError as exc:
+            # The database is down or restarting: one line per job, not a traceback a second until it is back.
+            log.warning("job %s: database unavailable (%s); retrying", name, type(exc.orig).__name__)
+            done[name] = -1
         except Exception:  # noqa: BLE001 - a worker must survive a bad batch and try again
             log.exception("job %s failed", name)
             done[name] = -1
     return done
+
+
+BUSY_PAUSE_SECONDS = 0.02
+
+
+def pause_after(done: dict[str, int], interval: float) -> float:
+    """Seconds to wait before the next round: the interval after an idle round, a blink after a busy one."""
+    return min(interval, BUSY_PAUSE_SECONDS) if any(n > 0 for n in done.values()) else interval
 
 
 class BackgroundLoop:
@@ -73,5 +86,5 @@ class BackgroundLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            run_once(self.factory, self.worker_id)
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            done = run_once(self.factory, self.worker_id)
+            self._stop.wait(max(0.0, pause_after(done, self.interval) - (time.monotonic() - started)))
