@@ -27,6 +27,7 @@ Prints one JSON line. Examples:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -519,6 +520,7 @@ def main() -> None:
             data_dir=tmp, database_url=url, demo=True, in_process_worker=False, rate_limit_per_minute=0
         )
         app = create_app(settings)
+        gc.freeze()  # as xihu.web.asgi does in every uvicorn worker
         queries = _queries(
             app, "bench_sup", "bench-pass-1", args.requests, {"street": street.id, "community": community.id}
         )

@@ -15,6 +15,7 @@ them, because it reads the day x category x area rollups, not the appeals.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -153,6 +154,7 @@ def main() -> None:
         data_dir=tmp, database_url=url, demo=True, in_process_worker=False, rate_limit_per_minute=0
     )
     app = create_app(settings)
+    gc.freeze()  # as xihu.web.asgi does in every uvicorn worker
     timings: list[float] = []
     with TestClient(app) as client:
         resp = client.post("/api/auth/login", json={"username": "bench_leader", "password": "bench-password"})
