@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,28 @@ def briefs_page(
     )
 
 
+def _brief_file(
+    request: Request,
+    actor: Actor,
+    session: Session,
+    kind: str,
+    day: str,
+    to_bytes: Callable[[briefs.Brief], bytes],
+    media_type: str,
+    ext: str,
+) -> Response:
+    """A brief rendered as a downloadable file (staff with analysis.view only)."""
+    redirect = staff_or_redirect(request, actor, "analysis.view")
+    if redirect is not None:
+        return redirect
+    brief = _brief(request, actor, session, kind, day)
+    return Response(
+        to_bytes(brief),
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="xihu-brief-{kind}-{brief.start}.{ext}"'},
+    )
+
+
 @router.get("/staff/briefs/{kind}/{day}.xlsx")
 def brief_excel(
     kind: str,
@@ -266,15 +289,8 @@ def brief_excel(
     session: Session = Depends(get_session),
 ) -> Response:
     """The brief as an Excel workbook."""
-    redirect = staff_or_redirect(request, actor, "analysis.view")
-    if redirect is not None:
-        return redirect
-    brief = _brief(request, actor, session, kind, day)
-    return Response(
-        briefs.to_excel(brief),
-        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": f'attachment; filename="xihu-brief-{kind}-{brief.start}.xlsx"'},
-    )
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return _brief_file(request, actor, session, kind, day, briefs.to_excel, xlsx, "xlsx")
 
 
 @router.get("/staff/briefs/{kind}/{day}.pdf")
@@ -286,12 +302,8 @@ def brief_pdf(
     session: Session = Depends(get_session),
 ) -> Response:
     """The brief as a PDF with its Chinese text and charts."""
-    redirect = staff_or_redirect(request, actor, "analysis.view")
-    if redirect is not None:
-        return redirect
-    brief = _brief(request, actor, session, kind, day)
-    return Response(
-        briefs.to_pdf(briefs.print_html(brief)),
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="xihu-brief-{kind}-{brief.start}.pdf"'},
-    )
+    return _brief_file(request, actor, session, kind, day, _brief_pdf, "application/pdf", "pdf")
+
+
+def _brief_pdf(brief: briefs.Brief) -> bytes:
+    return briefs.to_pdf(briefs.print_html(brief))
