@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Action, DeadlineKind, State
 from xihu.appeals.models import Appeal, AppealEvent, Deadline, RoutingTask, Supervision
 from xihu.core import audit, clock, outbox
-from xihu.core.jobs import lock_skip_locked, periodic
+from xihu.core.db import batch_memo
+from xihu.core.jobs import lock_for_update, lock_skip_locked, periodic
 from xihu.core.security import Actor, Role, list_users_with_role
 
 log = logging.getLogger("xihu.sla")
@@ -106,38 +107,74 @@ def route_deferred(
 ) -> int:
     """Route appeals acknowledged without routing (XIHU_DEFER_TO_WORKERS), each exactly once.
 
-    Tasks are claimed like deadlines (FOR UPDATE SKIP LOCKED). Each appeal is routed in a savepoint, so one
-    that fails is retried later and the others go on; after MAX_ROUTING_ATTEMPTS it is left to the
-    dispatchers, in whose queue it has been all along (state 待派单).
+    Tasks are claimed like deadlines (FOR UPDATE SKIP LOCKED). A batch is routed in one transaction with its
+    reference lookups asked once and its rows written together; if anything in it fails, the batch is
+    routed again appeal by appeal, each in a savepoint, so one that fails is retried later and the others
+    go on. After MAX_ROUTING_ATTEMPTS an appeal is left to the dispatchers, in whose queue it has been all
+    along (state 待派单).
     """
     routed = 0
     # bounded, so that under sustained load the other jobs of this worker get their turn too
     for _ in range(max_batches):
         with factory() as session:
-            stmt = select(RoutingTask).order_by(RoutingTask.queued_at).limit(batch)
-            tasks = list(session.scalars(lock_skip_locked(stmt, session)))
-            for task in tasks:
-                try:
-                    with session.begin_nested():
-                        routed += appeal_service.route_queued(session=session, appeal_id=task.appeal_id)
-                except Exception as exc:  # noqa: BLE001 - any failure leaves the appeal with the dispatchers
-                    log.exception("routing appeal %s failed", task.appeal_id)
-                    task.attempts += 1
-                    task.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                    if task.attempts >= MAX_ROUTING_ATTEMPTS:
-                        audit.record(
-                            session=session,
-                            actor=SWEEPER,
-                            action="appeal.routing_failed",
-                            entity="appeal",
-                            entity_id=task.appeal_id,
-                            reason="智能派单多次失败，转人工派单",
-                            detail={"error": task.last_error},
-                        )
-                        session.delete(task)
-                    continue
-                session.delete(task)
-            session.commit()
+            tasks = _claim_routing(session, batch)
+            ids = [t.appeal_id for t in tasks]
+            try:
+                routed += _route_together(session, ids)
+                session.commit()
+            except Exception:  # noqa: BLE001 - the batch is redone one by one, which records the culprit
+                session.rollback()
+                log.warning("routing %d appeals together failed; routing them one by one", len(ids))
+                routed += _route_one_by_one(session, _claim_routing(session, batch, only=ids))
+                session.commit()
         if len(tasks) < batch:
             break
+    return routed
+
+
+def _claim_routing(session: Session, batch: int, only: list[int] | None = None) -> list[RoutingTask]:
+    stmt = select(RoutingTask).order_by(RoutingTask.queued_at).limit(batch)
+    if only is not None:
+        stmt = stmt.where(RoutingTask.appeal_id.in_(only))
+    return list(session.scalars(lock_skip_locked(stmt, session)))
+
+
+def _route_together(session: Session, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    # Held here so that the router's lookups find them in the session. FOR UPDATE waits for a dispatcher
+    # who is dispatching one of them by hand, and the router then sees that it is no longer waiting.
+    stmt = select(Appeal).where(Appeal.id.in_(ids)).order_by(Appeal.id)
+    appeals = list(session.scalars(lock_for_update(stmt, session)))
+    routed = 0
+    with batch_memo(session):
+        for appeal in appeals:
+            routed += appeal_service.route_queued(session=session, appeal_id=appeal.id)
+    session.execute(delete(RoutingTask).where(RoutingTask.appeal_id.in_(ids)))
+    return routed
+
+
+def _route_one_by_one(session: Session, tasks: list[RoutingTask]) -> int:
+    routed = 0
+    for task in tasks:
+        try:
+            with session.begin_nested():
+                routed += appeal_service.route_queued(session=session, appeal_id=task.appeal_id)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the appeal with the dispatchers
+            log.exception("routing appeal %s failed", task.appeal_id)
+            task.attempts += 1
+            task.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            if task.attempts >= MAX_ROUTING_ATTEMPTS:
+                audit.record(
+                    session=session,
+                    actor=SWEEPER,
+                    action="appeal.routing_failed",
+                    entity="appeal",
+                    entity_id=task.appeal_id,
+                    reason="智能派单多次失败，转人工派单",
+                    detail={"error": task.last_error},
+                )
+                session.delete(task)
+            continue
+        session.delete(task)
     return routed

@@ -527,10 +527,11 @@ def _notify_citizen(session: Session, appeal: Appeal, text: str) -> None:
         )
 
 
-def _set_units(session: Session, appeal: Appeal, lead_id: int, co_ids: list[int]) -> None:
-    for row in _units(session, appeal.id):
-        session.delete(row)
-    session.flush()
+def _set_units(session: Session, appeal: Appeal, lead_id: int, co_ids: list[int], *, first: bool) -> None:
+    if not first:
+        for row in _units(session, appeal.id):
+            session.delete(row)
+        session.flush()
     session.add(AppealUnit(appeal_id=appeal.id, unit_id=lead_id, role=UnitRole.lead.value))
     for uid in dict.fromkeys(co_ids):
         if uid != lead_id:
@@ -564,9 +565,13 @@ def _do_dispatch(
     co_names = [_check_unit(session, uid).name for uid in data.co_unit_ids if uid != data.unit_id]
     if data.category:
         appeal.category = data.category
-    sla.cancel_all(session=session, appeal_id=appeal.id)
-    _cancel_extensions(session, appeal.id)
-    _set_units(session, appeal, data.unit_id, data.co_unit_ids)
+    # Clocks, extension requests and unit rows exist only once an appeal has been dispatched: the first
+    # dispatch (the router's, many per second) has nothing to cancel and asks nothing.
+    first = appeal.dispatched_at is None
+    if not first:
+        sla.cancel_all(session=session, appeal_id=appeal.id)
+        _cancel_extensions(session, appeal.id)
+    _set_units(session, appeal, data.unit_id, data.co_unit_ids, first=first)
     appeal.dispatched_at = clock.now()
     appeal.signed_at = None
     co_text = f"，协办单位：{'、'.join(co_names)}" if co_names else ""

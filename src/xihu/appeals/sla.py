@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from xihu.appeals.enums import DeadlineKind
 from xihu.appeals.models import Deadline, SlaPolicy
 from xihu.core import clock
+from xihu.core.db import memo
 
 # The seeds: 1 minute to sign, 30 minutes to start handling or transfer, 24 hours to complete with feedback.
 DEFAULT_MINUTES = {DeadlineKind.sign: 1, DeadlineKind.handle: 30, DeadlineKind.complete: 24 * 60}
@@ -45,7 +46,7 @@ DEFAULT_POLICY = Policy(
 def policy_for(*, session: Session, category: str | None, priority: str, unit_id: int | None) -> Policy:
     """The most specific configured policy (unit > category > priority), else the seeds' defaults."""
     best: tuple[int, SlaPolicy] | None = None
-    for row in session.scalars(select(SlaPolicy)):
+    for row in memo(session, "sla_policies", lambda: list(session.scalars(select(SlaPolicy)))):
         if row.unit_id is not None and row.unit_id != unit_id:
             continue
         if row.category is not None and row.category != category:

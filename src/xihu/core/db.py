@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
@@ -114,3 +114,31 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
 def is_postgres(session: Session) -> bool:
     """True when the session talks to PostgreSQL."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+T = TypeVar("T")
+_MEMO = "xihu.memo"
+
+
+@contextmanager
+def batch_memo(session: Session) -> Iterator[None]:
+    """Within the block, reference lookups made through `memo` hit the database once (a worker's batch).
+
+    Only for work that does not change the reference data it reads (units, accounts, SLA policies), such as
+    routing a batch of appeals: a request keeps asking each time, as an edit may come in between.
+    """
+    session.info[_MEMO] = {}
+    try:
+        yield
+    finally:
+        session.info.pop(_MEMO, None)
+
+
+def memo(session: Session, key: Hashable, compute: Callable[[], T]) -> T:
+    """compute(), remembered for the session while a `batch_memo` block is open; else computed each time."""
+    cache = session.info.get(_MEMO)
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]  # type: ignore[no-any-return]

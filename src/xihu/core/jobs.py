@@ -40,6 +40,13 @@ def lock_skip_locked(stmt: Select[Any], session: Session) -> Select[Any]:
     return stmt
 
 
+def lock_for_update(stmt: Select[Any], session: Session) -> Select[Any]:
+    """Add FOR UPDATE on PostgreSQL (wait for other writers of these rows); SQLite writes one at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update()
+    return stmt
+
+
 def run_once(factory: sessionmaker[Session], worker_id: str) -> dict[str, int]:
     """Run every periodic job once; a failing job is logged and does not stop the others."""
     done: dict[str, int] = {}

@@ -14,7 +14,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from xihu.core import clock
-from xihu.core.db import Base, UTCDateTime
+from xihu.core.db import Base, UTCDateTime, memo
 from xihu.core.errors import Forbidden, Invalid, Unauthenticated
 
 
@@ -335,8 +335,12 @@ def list_users_with_role(
     *, session: Session, role: Role | tuple[Role, ...], unit_id: int | None = None
 ) -> list[User]:
     """Active accounts of a role (or of any of several), optionally in one unit (for notifications)."""
-    roles = [r.value for r in (role if isinstance(role, tuple) else (role,))]
-    stmt = select(User).where(User.role.in_(roles), User.active.is_(True))
-    if unit_id is not None:
-        stmt = stmt.where(User.unit_id == unit_id)
-    return list(session.scalars(stmt.order_by(User.id)))
+    roles = tuple(r.value for r in (role if isinstance(role, tuple) else (role,)))
+
+    def ask() -> list[User]:
+        stmt = select(User).where(User.role.in_(roles), User.active.is_(True))
+        if unit_id is not None:
+            stmt = stmt.where(User.unit_id == unit_id)
+        return list(session.scalars(stmt.order_by(User.id)))
+
+    return memo(session, ("users_with_role", roles, unit_id), ask)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from xihu.core import audit
+from xihu.core.db import memo
 from xihu.core.errors import Invalid, NotFound
 from xihu.core.security import Actor, authorize
 from xihu.places import reference
@@ -110,6 +111,10 @@ def _id_of(session: Session, code: str) -> int:
 
 def get_unit(*, session: Session, unit_id: int) -> UnitRead:
     """One unit by id."""
+    return memo(session, ("unit", unit_id), lambda: _unit_read(session, unit_id))
+
+
+def _unit_read(session: Session, unit_id: int) -> UnitRead:
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise NotFound("单位不存在", english="unit not found")
