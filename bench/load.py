@@ -90,6 +90,20 @@ def fresh_pg(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+def pg_sessions(url: str) -> int:
+    """Sessions (connections) opened so far on the run's database, from pg_stat_database."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def parse_wrk(out: str) -> dict[str, Any]:
     """Requests/s, latency percentiles and errors from wrk's --latency report."""
 
@@ -260,6 +274,7 @@ def main() -> None:
             }
 
         cpu_before = cpu()
+        sessions_before = pg_sessions(url) if args.backend == "postgresql" else 0
         running = {
             name: wrk(
                 base,
@@ -274,6 +289,9 @@ def main() -> None:
             out, _ = proc.communicate()
             result[name] = parse_wrk(out)
         cpu_after = cpu()
+        if args.backend == "postgresql":
+            # new backends (connections) opened during the run: each costs PostgreSQL a fork and start-up
+            result["pg_connections_opened"] = pg_sessions(url) - sessions_before
         # CPU is the steady figure on a shared machine (requests/s move with the neighbours' load)
         spent: dict[str, float | None] = {
             k: round(cpu_after[k] - cpu_before[k], 1) for k in ("web", "job_workers")

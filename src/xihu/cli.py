@@ -31,7 +31,11 @@ def _factory():  # type: ignore[no-untyped-def]
     from xihu import registry as _models  # noqa: F401 - every table, so foreign keys resolve in any command
     from xihu.core.db import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(get_settings().database_url))
+    settings = get_settings()
+    engine = make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_seconds
+    )
+    return make_session_factory(engine)
 
 
 @app.command()

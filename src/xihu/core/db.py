@@ -46,8 +46,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine tuned for the backend (WAL and busy timeout on SQLite)."""
+def make_engine(url: str, *, pool_size: int = 20, pool_timeout: float = 30.0) -> Engine:
+    """Create an engine tuned for the backend (WAL and busy timeout on SQLite; a fixed pool elsewhere)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
@@ -89,7 +89,16 @@ def make_engine(url: str) -> Engine:
 
         return engine
     # hide_parameters: a logged database error must not carry citizens' names and phone numbers
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
+    # No overflow: under load, overflow connections were closed on return and opened again at once (about
+    # one new PostgreSQL backend per seven intakes in bench/load.py), each costing a fork and cold caches.
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        hide_parameters=True,
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

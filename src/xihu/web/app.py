@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from xihu.core import crypto, security
 from xihu.core.config import Settings, get_settings
@@ -142,7 +143,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.check_secrets()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     crypto.configure(settings)  # refuses to start without XIHU_PII_KEY outside demo mode
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_seconds
+    )
     factory = make_session_factory(engine)
 
     @asynccontextmanager
@@ -196,6 +199,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # that is the client's input, and the transaction was rolled back, so nothing was written.
         log.info("value refused by the database: %s", exc.orig)
         return _error_response(request, 422, "invalid", "输入的数值或内容超出允许范围", "value out of range")
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, exc: Exception) -> Response:
+        # every connection of this process stayed busy for db_pool_timeout_seconds: overloaded, not broken
+        log.warning("no database connection free: %s", exc)
+        return _error_response(
+            request,
+            503,
+            "unavailable",
+            "系统繁忙，请稍后重试；您的提交未被保存",
+            "server busy; nothing was saved",
+        )
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
