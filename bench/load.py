@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from proc_cpu import pg_backends_cpu, tree_cpu
+from proc_cpu import postgres_delta_seconds, postgres_processes_cpu, tree_cpu
 from sqlalchemy import create_engine, make_url, text
 
 XIHU = str(Path(sys.executable).parent / "xihu")
@@ -262,15 +262,10 @@ def main() -> None:
         result["noop"] = parse_wrk(noop_out)
 
         def cpu() -> dict[str, Any]:
-            pg = (
-                pg_backends_cpu(PG_URL, f"xihu_load_{run}")
-                if args.backend == "postgresql"
-                else (0.0, frozenset())
-            )
             return {
                 "web": tree_cpu([procs[0].pid]),
                 "job_workers": tree_cpu([p.pid for p in procs[1:]]),
-                "postgres": pg,
+                "postgres": postgres_processes_cpu() if args.backend == "postgresql" else {},
             }
 
         cpu_before = cpu()
@@ -296,12 +291,14 @@ def main() -> None:
         spent: dict[str, float | None] = {
             k: round(cpu_after[k] - cpu_before[k], 1) for k in ("web", "job_workers")
         }
-        pg0, pg1 = cpu_before["postgres"], cpu_after["postgres"]
-        # None when backends came or went meanwhile (an exited backend takes its CPU time with it)
-        spent["postgres"] = round(pg1[0] - pg0[0], 1) if pg0[1] == pg1[1] else None
+        # the whole server (WAL writer and checkpointer included): nothing else uses it during a run
+        spent["postgres"] = postgres_delta_seconds(cpu_before["postgres"], cpu_after["postgres"])
         requests = sum(result[name]["n"] for name in running)
         result["cpu_seconds"] = spent
         result["web_cpu_ms_per_request"] = round(spent["web"] * 1000 / max(1, requests), 2)
+        result["postgres_cpu_ms_per_intake"] = round(
+            (spent["postgres"] or 0.0) * 1000 / max(1, result["intake"]["n"]), 2
+        )
         result["job_cpu_ms_per_intake"] = round(
             spent["job_workers"] * 1000 / max(1, result["intake"]["n"]), 2
         )

@@ -75,3 +75,24 @@ def pg_delta_ms(
     if before[1] != after[1] or n <= 0:
         return None
     return round((after[0] - before[0]) * 1000 / n, 2)
+
+
+def postgres_processes_cpu() -> dict[int, float]:
+    """CPU seconds so far of every PostgreSQL process on this host (backends, WAL writer, checkpointer)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith("postgres"):
+            found[int(entry.name)] = _cpu(int(entry.name))
+    return found
+
+
+def postgres_delta_seconds(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds PostgreSQL spent between two snapshots: processes that lived on, plus those started since
+    (a process that exited in between takes its time with it, so this is a floor)."""
+    return round(sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items()), 1)

@@ -309,13 +309,20 @@ def _before_commit(session: Session) -> None:
         apply_pending(session)
 
 
+_QUEUE: Table = RollupQueue.__table__  # type: ignore[assignment]
+_INSERT_QUEUE = insert(_QUEUE)
+
+
 def queue_pending(session: Session) -> int:
     """Hand this session's marked appeals to the workers instead of updating the rollups now."""
     pending: set[int] = session.info.get(PENDING_KEY) or set()
     session.info[PENDING_KEY] = set()
     if pending:
         now = clock.now()
-        session.execute(insert(RollupQueue), [{"appeal_id": i, "queued_at": now} for i in sorted(pending)])
+        rows = [{"appeal_id": i, "queued_at": now} for i in sorted(pending)]
+        # a plain table INSERT, not the ORM's bulk path: this runs in every intake's commit, where the ORM's
+        # bulk machinery took a tenth of the web process's time
+        session.execute(_INSERT_QUEUE, rows[0] if len(rows) == 1 else rows)
     return len(pending)
 
 
