@@ -9,6 +9,7 @@ acknowledged appeal is in the database and that the workers' queues (routing, ro
 
 Prints one JSON line. Usage:
   python bench/load.py [--seconds 300] [--backend postgresql|sqlite] [--web-workers 2] [--job-workers 1]
+                       [--intake-rate 300 --intake-connections 128]
 """
 
 from __future__ import annotations
@@ -55,6 +56,29 @@ response = function(status, headers, body)
     local code = string.match(body, '"tracking_code":%s*"(XH[0-9A-Z]+)"')
     if code then acked:write(code, "\n"); acked:flush() end
   end
+end
+"""
+
+# --intake-rate: an open-loop schedule instead of "send again as soon as answered". Each wrk thread sends at
+# fixed intervals (RATE per second over all threads) on whichever of its connections is free, timed with
+# clock_gettime through LuaJIT's ffi, so a slow answer does not slow the offered load down; the achieved
+# rate falls short of RATE only when every connection is waiting on the server.
+PACING_LUA = r"""
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_nsec; } xihu_timespec;
+           int clock_gettime(int clk_id, xihu_timespec *tp); ]]
+local ts = ffi.new("xihu_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts); return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval = 1000 / (RATE / THREADS)
+local next_at = nil
+delay = function()
+  local now = now_ms()
+  if next_at == nil then next_at = now end
+  next_at = next_at + interval
+  if next_at < now - 1000 then next_at = now end  -- more than a second behind: start afresh, do not burst
+  return math.max(0, next_at - now)
 end
 """
 
@@ -126,9 +150,14 @@ def parse_wrk(out: str) -> dict[str, Any]:
     }
 
 
+def wrk_threads(connections: int) -> int:
+    """wrk threads for a number of connections (two at most: the machine has two cores)."""
+    return max(1, min(2, connections))
+
+
 def wrk(base: str, script: Path, seconds: float, connections: int) -> subprocess.Popen[str]:
     """Start one wrk process (one thread per connection pair) with a Lua script."""
-    threads = max(1, min(2, connections))
+    threads = wrk_threads(connections)
     return subprocess.Popen(
         [
             "wrk",
@@ -177,6 +206,12 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--job-workers", type=int, default=1)
     parser.add_argument("--intake-connections", type=int, default=32)
+    parser.add_argument(
+        "--intake-rate",
+        type=float,
+        default=0,
+        help="offered intakes/s on an open-loop schedule (0: each connection sends again when answered)",
+    )
     parser.add_argument("--read-connections", type=int, default=4, help="each for tracking, inbox, cockpit")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -221,7 +256,13 @@ def main() -> None:
             )
             for i in range(args.job_workers)
         ]
-    result: dict[str, Any] = {"bench": "load", "backend": args.backend, "seconds": args.seconds}
+    result: dict[str, Any] = {
+        "bench": "load",
+        "backend": args.backend,
+        "seconds": args.seconds,
+        "intake_offered_rps": args.intake_rate or "closed loop",
+        "intake_connections": args.intake_connections,
+    }
     try:
         wait_healthy(base, procs)
         streets = httpx.get(base + "/api/units", params={"kind": "street"}).json()
@@ -239,7 +280,17 @@ def main() -> None:
         cockpit = httpx.get(base + "/cockpit", headers={"Cookie": leader}).status_code == 200
 
         scripts = {
-            "intake": INTAKE_LUA.replace("STREET", str(street))
+            "intake": (
+                INTAKE_LUA
+                + (
+                    PACING_LUA.replace("RATE", str(args.intake_rate)).replace(
+                        "THREADS", str(wrk_threads(args.intake_connections))
+                    )
+                    if args.intake_rate
+                    else ""
+                )
+            )
+            .replace("STREET", str(street))
             .replace("RUN", run)
             .replace("ACKDIR", str(work)),
             "track": GET_LUA.replace("{PATHS}", "{" + ",".join(f'"/t/{c}"' for c in codes) + "}").replace(
