@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.appeals import service as appeal_service
@@ -122,6 +123,8 @@ def route_deferred(
             try:
                 routed += _route_together(session, ids)
                 session.commit()
+            except OperationalError:
+                raise  # the database is away: the tasks stay queued for the next round, nothing to single out
             except Exception:  # noqa: BLE001 - the batch is redone one by one, which records the culprit
                 session.rollback()
                 log.warning("routing %d appeals together failed; routing them one by one", len(ids))
