@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from xihu.core import clock, outbox
 from xihu.core.outbox import InboxMessage, OutboxMessage, deliver_due, enqueue, register_sender
@@ -153,3 +153,54 @@ def test_a_message_leased_by_another_worker_waits_for_the_lease(session, session
     assert deliver_due(session_factory, "w1") == 1
     assert sent == [msg_id]
     assert _msg(session, msg_id).status == "sent"
+
+
+def test_in_app_messages_of_a_claim_are_delivered_together(session, session_factory, make_user) -> None:
+    """Forty in-app notices take a handful of statements, not a transaction each (as they did before)."""
+    users = [make_user("handler", "D-ZJ"), make_user("handler", "D-ZJ")]
+    msgs = [
+        enqueue(session=session, channel="inapp", user_id=users[i % 2].id, subject=f"新派单 {i}", body="b")
+        for i in range(40)
+    ]
+    session.commit()
+    ids = [m.id for m in msgs]
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+
+    def count(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert deliver_due(session_factory, "w1") == 40
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) <= 12, statements
+    session.expire_all()
+    inbox = session.scalars(select(InboxMessage).where(InboxMessage.outbox_id.in_(ids))).all()
+    assert sorted(m.outbox_id for m in inbox) == sorted(ids)
+    assert {(m.outbox_id, m.user_id) for m in inbox} == {(i, users[n % 2].id) for n, i in enumerate(ids)}
+    assert all(_msg(session, i).status == "sent" for i in ids)
+
+
+def test_an_in_app_message_that_cannot_be_stored_is_retried_and_holds_up_no_other(
+    session, session_factory, make_user
+) -> None:
+    """One notice whose inbox row cannot be written fails alone, with backoff; the others are delivered."""
+    user = make_user("handler", "D-ZJ")
+    clock.freeze(T0)
+    msgs = [
+        enqueue(session=session, channel="inapp", user_id=user.id, subject="派单", body="b") for _ in range(4)
+    ]
+    session.flush()
+    ids = [m.id for m in msgs]
+    bad, good = ids[2], ids[:2] + ids[3:]
+    # a row already holds this notice's place in the inbox (outbox_id is unique), so storing it fails
+    session.add(InboxMessage(outbox_id=bad, user_id=user.id, subject="占位", body="b"))
+    session.commit()
+
+    assert deliver_due(session_factory, "w1") == 3
+    assert all(_msg(session, i).status == "sent" for i in good)
+    failed = _msg(session, bad)
+    assert (failed.status, failed.attempts, failed.lease_owner) == ("pending", 1, None)
+    assert failed.next_attempt_at > T0 and failed.last_error

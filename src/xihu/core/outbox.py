@@ -8,13 +8,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Table, Text, insert, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from xihu.core import clock
 from xihu.core.config import get_settings
 from xihu.core.db import Base, UTCDateTime
-from xihu.core.jobs import lock_skip_locked, periodic
+from xihu.core.jobs import lock_for_update, lock_skip_locked, periodic
 from xihu.core.privacy import mask_phone, mask_text
 
 log = logging.getLogger("xihu.outbox")
@@ -92,6 +93,9 @@ def _log_sender(msg: OutboxMessage) -> None:
     log.info("[%s] to %s: %s", msg.channel, to, mask_text(msg.subject))
 
 
+_INBOX: Table = InboxMessage.__table__  # type: ignore[assignment]
+
+
 def _webhook_sender(msg: OutboxMessage) -> None:
     url = get_settings().webhook_url
     if not url:
@@ -138,41 +142,105 @@ def _claim(factory: sessionmaker[Session], worker_id: str, batch: int) -> list[i
 
 @periodic("outbox")
 def deliver_due(factory: sessionmaker[Session], worker_id: str, batch: int = 50) -> int:
-    """Deliver pending messages; failures are retried with backoff, then marked dead."""
-    delivered = 0
-    for msg_id in _claim(factory, worker_id, batch):
-        with factory() as session:
-            msg = session.get(OutboxMessage, msg_id)
-            if msg is None or msg.status != "pending" or msg.lease_owner != worker_id:
-                continue
-            try:
-                if msg.channel == "inapp":
-                    if msg.user_id is not None:
-                        session.add(
-                            InboxMessage(
-                                outbox_id=msg.id,
-                                user_id=msg.user_id,
-                                subject=msg.subject,
-                                body=msg.body,
-                                link=msg.link,
-                            )
-                        )
-                else:
-                    SENDERS.get(msg.channel, _log_sender)(msg)
-                msg.status = "sent"
-                msg.sent_at = clock.now()
-                delivered += 1
-            except Exception as exc:  # noqa: BLE001 - any sender failure means retry later
-                msg.attempts += 1
-                msg.last_error = str(exc)[:500]
-                if msg.attempts >= MAX_ATTEMPTS:
-                    msg.status = "dead"
-                else:
-                    msg.next_attempt_at = clock.now() + timedelta(seconds=30 * 2**msg.attempts)
-            msg.lease_until = None
-            msg.lease_owner = None
-            session.commit()
+    """Deliver pending messages; failures are retried with backoff, then marked dead.
+
+    In-app messages only write rows, so a claim's worth goes in one transaction; if that fails they go one by
+    one like the others (SMS, webhook), each in its own transaction so that one failure holds up no other.
+    """
+    ids = _claim(factory, worker_id, batch)
+    if not ids:
+        return 0
+    try:
+        delivered, in_app = _deliver_in_app_together(factory, worker_id, ids)
+    except OperationalError:
+        raise  # the database is away: the leases lapse and the messages are claimed again later
+    except Exception:  # noqa: BLE001 - redone one by one below, which records the culprit
+        log.warning("delivering %d in-app messages together failed; delivering them one by one", len(ids))
+        delivered, in_app = 0, set()
+    for msg_id in ids:
+        if msg_id not in in_app:
+            delivered += _deliver_one(factory, worker_id, msg_id)
     return delivered
+
+
+def _deliver_in_app_together(
+    factory: sessionmaker[Session], worker_id: str, ids: list[int]
+) -> tuple[int, set[int]]:
+    with factory() as session:
+        stmt = select(OutboxMessage).where(
+            OutboxMessage.id.in_(ids),
+            OutboxMessage.channel == "inapp",
+            OutboxMessage.status == "pending",
+            OutboxMessage.lease_owner == worker_id,
+        )
+        msgs = list(session.scalars(lock_for_update(stmt, session)))
+        if not msgs:
+            return 0, set()
+        now = clock.now()
+        rows = [
+            {
+                "outbox_id": m.id,
+                "user_id": m.user_id,
+                "subject": m.subject,
+                "body": m.body,
+                "link": m.link,
+                "read": False,
+                "created_at": now,
+            }
+            for m in msgs
+            if m.user_id is not None
+        ]
+        if rows:
+            session.execute(insert(_INBOX), rows)
+        done = [m.id for m in msgs]
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(done))
+            .values(status="sent", sent_at=now, lease_until=None, lease_owner=None)
+        )
+        session.commit()
+        return len(done), set(done)
+
+
+def _deliver_one(factory: sessionmaker[Session], worker_id: str, msg_id: int) -> int:
+    with factory() as session:
+        msg = session.get(OutboxMessage, msg_id)
+        if msg is None or msg.status != "pending" or msg.lease_owner != worker_id:
+            return 0
+        delivered, in_app = 0, msg.channel == "inapp"
+        try:
+            if in_app:
+                if msg.user_id is not None:
+                    session.add(
+                        InboxMessage(
+                            outbox_id=msg.id,
+                            user_id=msg.user_id,
+                            subject=msg.subject,
+                            body=msg.body,
+                            link=msg.link,
+                        )
+                    )
+                    session.flush()
+            else:
+                SENDERS.get(msg.channel, _log_sender)(msg)
+            msg.status = "sent"
+            msg.sent_at = clock.now()
+            delivered = 1
+        except Exception as exc:  # noqa: BLE001 - any sender failure means retry later
+            if in_app:  # the failed INSERT spoiled the transaction: start again from the message
+                session.rollback()
+                msg = session.get(OutboxMessage, msg_id)
+                assert msg is not None
+            msg.attempts += 1
+            msg.last_error = str(exc)[:500]
+            if msg.attempts >= MAX_ATTEMPTS:
+                msg.status = "dead"
+            else:
+                msg.next_attempt_at = clock.now() + timedelta(seconds=30 * 2**msg.attempts)
+        msg.lease_until = None
+        msg.lease_owner = None
+        session.commit()
+        return delivered
 
 
 def inbox_for(*, session: Session, user_id: int, limit: int = 50) -> list[InboxMessage]:
