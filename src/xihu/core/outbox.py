@@ -177,19 +177,7 @@ def _deliver_in_app_together(
         if not msgs:
             return 0, set()
         now = clock.now()
-        rows = [
-            {
-                "outbox_id": m.id,
-                "user_id": m.user_id,
-                "subject": m.subject,
-                "body": m.body,
-                "link": m.link,
-                "read": False,
-                "created_at": now,
-            }
-            for m in msgs
-            if m.user_id is not None
-        ]
+        rows = [_inbox_row(m, now) for m in msgs if m.user_id is not None]
         if rows:
             session.execute(insert(_INBOX), rows)
         done = [m.id for m in msgs]
@@ -202,6 +190,18 @@ def _deliver_in_app_together(
         return len(done), set(done)
 
 
+def _inbox_row(msg: OutboxMessage, now: datetime) -> dict[str, object]:
+    return {
+        "outbox_id": msg.id,
+        "user_id": msg.user_id,
+        "subject": msg.subject,
+        "body": msg.body,
+        "link": msg.link,
+        "read": False,
+        "created_at": now,
+    }
+
+
 def _deliver_one(factory: sessionmaker[Session], worker_id: str, msg_id: int) -> int:
     with factory() as session:
         msg = session.get(OutboxMessage, msg_id)
@@ -211,16 +211,7 @@ def _deliver_one(factory: sessionmaker[Session], worker_id: str, msg_id: int) ->
         try:
             if in_app:
                 if msg.user_id is not None:
-                    session.add(
-                        InboxMessage(
-                            outbox_id=msg.id,
-                            user_id=msg.user_id,
-                            subject=msg.subject,
-                            body=msg.body,
-                            link=msg.link,
-                        )
-                    )
-                    session.flush()
+                    session.execute(insert(_INBOX), _inbox_row(msg, clock.now()))
             else:
                 SENDERS.get(msg.channel, _log_sender)(msg)
             msg.status = "sent"
