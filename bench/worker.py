@@ -1,0 +1,112 @@
+"""What the job worker spends per intake: routing, in-app notices, rollups and audit sealing, in process.
+
+Creates a fresh PostgreSQL database (XIHU_BENCH_PG_URL, default the test server), migrates it, loads the demo
+reference data (units, accounts to notify, responsibility rules), takes N intakes through the real app in
+deferred mode (XIHU_DEFER_TO_WORKERS=1, so each intake only stores and queues), then runs the worker's
+periodic jobs round after round until nothing is left, timing each job. Prints one JSON line: CPU and wall
+milliseconds per intake for each job and in all, and the statements per intake.
+Usage: python bench/worker.py [--n 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from intake_profile import PG_URL, _post_many, _street_id, drop_pg, fresh_pg
+from sqlalchemy import event
+
+XIHU = str(Path(sys.executable).parent / "xihu")
+
+
+def main() -> None:
+    """Queue N intakes, drain them with the worker's jobs and print one JSON line."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=3000)
+    args = parser.parse_args()
+    name = f"xihu_worker_{uuid.uuid4().hex[:8]}"
+    url = fresh_pg(PG_URL, name)
+    os.environ.update(
+        {
+            "XIHU_DATA_DIR": tempfile.mkdtemp(prefix="xihu-worker-"),
+            "XIHU_DATABASE_URL": url,
+            "XIHU_DEMO": "1",
+            "XIHU_RATE_LIMIT_PER_MINUTE": "0",
+            "XIHU_IN_PROCESS_WORKER": "0",
+            "XIHU_DEFER_TO_WORKERS": "1",
+        }
+    )
+    try:
+        subprocess.run([XIHU, "migrate"], check=True, capture_output=True)
+        subprocess.run([XIHU, "demo", "--load-only", "--appeals", "200"], check=True, capture_output=True)
+        from xihu.core import jobs
+        from xihu.core.config import get_settings
+        from xihu.web.app import create_app
+
+        get_settings.cache_clear()
+        app = create_app()
+        street = asyncio.run(_street_id(app))
+        factory = app.state.session_factory
+
+        def drain() -> tuple[int, dict[str, float], dict[str, float], dict[str, int]]:
+            cpu: collections.Counter[str] = collections.Counter()
+            wall: collections.Counter[str] = collections.Counter()
+            done: collections.Counter[str] = collections.Counter()
+            rounds, busy = 0, True
+            while busy:
+                rounds, busy = rounds + 1, False
+                for job, fn in jobs.registered().items():
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    n = fn(factory, "bench")
+                    cpu[job] += time.process_time() - c0
+                    wall[job] += time.perf_counter() - w0
+                    done[job] += max(n, 0)
+                    busy = busy or n > 0
+            return rounds, dict(cpu), dict(wall), dict(done)
+
+        # warm up: the demo data's own queue, the model, caches and prepared statements
+        asyncio.run(_post_many(app, street, name, range(-100, 0)))
+        drain()
+        statuses = asyncio.run(_post_many(app, street, name, range(args.n)))
+        assert set(statuses) == {201}, collections.Counter(statuses)
+
+        statements = [0]
+
+        @event.listens_for(app.state.engine, "before_cursor_execute")
+        def _count(*_: Any) -> None:
+            statements[0] += 1
+
+        rounds, cpu, wall, done = drain()
+        per = {job: round(cpu[job] * 1000 / args.n, 2) for job in cpu}
+        print(
+            json.dumps(
+                {
+                    "bench": "worker",
+                    "intakes": args.n,
+                    "rounds": rounds,
+                    "done": done,
+                    "cpu_ms_per_intake": per,
+                    "cpu_ms_per_intake_total": round(sum(cpu.values()) * 1000 / args.n, 2),
+                    "wall_ms_per_intake_total": round(sum(wall.values()) * 1000 / args.n, 2),
+                    "statements_per_intake": round(statements[0] / args.n, 1),
+                },
+                ensure_ascii=False,
+            ),
+            flush=True,
+        )
+    finally:
+        drop_pg(PG_URL, name)
+
+
+if __name__ == "__main__":
+    main()
