@@ -9,8 +9,9 @@ import factories
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel, DeadlineKind, State
 from xihu.appeals.jobs import MAX_ROUTING_ATTEMPTS, route_deferred
-from xihu.appeals.models import Appeal, AppealUnit, Deadline, RoutingTask
+from xihu.appeals.models import Appeal, AppealEvent, AppealUnit, Deadline, RoutingTask
 from xihu.appeals.schemas import AppealCreate, DispatchIn
+from xihu.core import audit
 from xihu.core.audit import AuditEntry
 from xihu.core.config import get_settings
 from xihu.core.db import is_postgres
@@ -189,5 +190,15 @@ def test_a_batch_is_routed_with_its_writes_together(
         assert [(u.unit_id, u.role) for u in units] == [(appeal.lead_unit_id, "lead")]
         clocks = session.scalars(select(Deadline).where(Deadline.appeal_id == appeal_id)).all()
         assert sorted(c.kind for c in clocks) == sorted(k.value for k in DeadlineKind)
-        assert all(c.open for c in clocks)
+        assert all(c.open and c.due_at > c.started_at for c in clocks)
+        events = session.scalars(select(AppealEvent.action).where(AppealEvent.appeal_id == appeal_id)).all()
+        assert sorted(events) == ["dispatch", "submit"]
+        of_appeal = (AuditEntry.entity == "appeal", AuditEntry.entity_id == str(appeal_id))
+        audited = session.scalars(select(AuditEntry.action).where(*of_appeal)).all()
+        assert sorted(audited) == ["appeal.dispatch", "appeal.submit"]
+        decision = dispatch_service.latest_decision(session=session, appeal_id=appeal_id)
+        assert decision is not None and decision.auto
     assert _tasks(session) == 0
+    # the rows written in bulk join the audit chain like any others
+    audit.seal(session=session)
+    assert audit.verify(session=session).ok

@@ -10,11 +10,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Action, DeadlineKind, State
-from xihu.appeals.models import Appeal, AppealEvent, Deadline, RoutingTask, Supervision
+from xihu.appeals.models import Appeal, AppealEvent, AppealUnit, Deadline, RoutingTask, Supervision
 from xihu.core import audit, clock, outbox
-from xihu.core.db import batch_memo
+from xihu.core.audit import AuditEntry
+from xihu.core.db import batch_memo, insert_new_plainly
 from xihu.core.jobs import lock_for_update, lock_skip_locked, periodic
+from xihu.core.outbox import OutboxMessage
 from xihu.core.security import Actor, Role, list_users_with_role
+from xihu.dispatch.models import DispatchDecision
 
 log = logging.getLogger("xihu.sla")
 SWEEPER = Actor.system("时限监控")
@@ -142,6 +145,9 @@ def _claim_routing(session: Session, batch: int, only: list[int] | None = None) 
     return list(session.scalars(lock_skip_locked(stmt, session)))
 
 
+_ROUTING_ROWS = (AppealEvent, AuditEntry, Deadline, AppealUnit, DispatchDecision, OutboxMessage)
+
+
 def _route_together(session: Session, ids: list[int]) -> int:
     if not ids:
         return 0
@@ -153,6 +159,8 @@ def _route_together(session: Session, ids: list[int]) -> int:
     with batch_memo(session):
         for appeal in appeals:
             routed += appeal_service.route_queued(session=session, appeal_id=appeal.id)
+    # the rows routing adds per appeal, written as plain many-row INSERTs (nothing reads them back here)
+    insert_new_plainly(session, *_ROUTING_ROWS)
     session.execute(delete(RoutingTask).where(RoutingTask.appeal_id.in_(ids)))
     return routed
 
