@@ -9,7 +9,7 @@ acknowledged appeal is in the database and that the workers' queues (routing, ro
 
 Prints one JSON line. Usage:
   python bench/load.py [--seconds 300] [--backend postgresql|sqlite] [--web-workers 2] [--job-workers 1]
-                       [--intake-rate 300 --intake-connections 128]
+                       [--intake-rate 300 --intake-connections 128 --read-rate 10]
 """
 
 from __future__ import annotations
@@ -213,6 +213,13 @@ def main() -> None:
         help="offered intakes/s on an open-loop schedule (0: each connection sends again when answered)",
     )
     parser.add_argument("--read-connections", type=int, default=4, help="each for tracking, inbox, cockpit")
+    parser.add_argument(
+        "--read-rate",
+        type=float,
+        default=0,
+        help="offered requests/s of each read kind on an open-loop schedule (0: closed loop, which takes"
+        " whatever CPU intake leaves)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -262,6 +269,7 @@ def main() -> None:
         "seconds": args.seconds,
         "intake_offered_rps": args.intake_rate or "closed loop",
         "intake_connections": args.intake_connections,
+        "read_offered_rps_each": args.read_rate or "closed loop",
     }
     try:
         wait_healthy(base, procs)
@@ -300,6 +308,13 @@ def main() -> None:
         }
         if cockpit:
             scripts["cockpit"] = GET_LUA.replace("{PATHS}", '{"/cockpit"}').replace("COOKIE", leader)
+        if args.read_rate:
+            pacing = PACING_LUA.replace("RATE", str(args.read_rate)).replace(
+                "THREADS", str(wrk_threads(args.read_connections))
+            )
+            for kind in ("track", "inbox", "cockpit"):
+                if kind in scripts:
+                    scripts[kind] += pacing
         scripts["noop"] = GET_LUA.replace("{PATHS}", '{"/noop"}').replace("COOKIE", "")
         paths = {}
         for name, body in scripts.items():
