@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from intake_profile import fresh_pg
 from proc_cpu import postgres_delta_seconds, postgres_processes_cpu, tree_cpu
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 XIHU = str(Path(sys.executable).parent / "xihu")
 PG_URL = os.environ.get("XIHU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -102,16 +103,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def fresh_pg(url: str, name: str) -> str:
-    """A new, empty PostgreSQL database for this run."""
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 def pg_sessions(url: str) -> int:

@@ -148,6 +148,16 @@ def _fresh_process_caches() -> Iterator[None]:
 
 
 @pytest.fixture
+def deferred(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings with routing, rollups and audit sealing left to the workers (XIHU_DEFER_TO_WORKERS)."""
+    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def settings() -> Settings:
     """Settings of the app under test."""
     return Settings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -22,16 +21,6 @@ from xihu.appeals.enums import Rating
 from xihu.appeals.models import Appeal
 from xihu.appeals.schemas import RateIn
 from xihu.core.config import get_settings
-
-
-@pytest.fixture
-def deferred(monkeypatch):  # type: ignore[no-untyped-def]
-    """Settings with the rollups left to the workers."""
-    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
-    get_settings.cache_clear()
 
 
 def _totals(session: Session) -> dict[str, int]:

@@ -13,7 +13,6 @@ from xihu.appeals.models import Appeal, AppealEvent, AppealUnit, Deadline, Routi
 from xihu.appeals.schemas import AppealCreate, DispatchIn
 from xihu.core import audit
 from xihu.core.audit import AuditEntry
-from xihu.core.config import get_settings
 from xihu.core.db import is_postgres
 from xihu.core.security import Actor
 from xihu.dispatch import registry
@@ -21,16 +20,6 @@ from xihu.dispatch import service as dispatch_service
 
 ADMIN = Actor.system("测试管理员")
 LAMP = "小区路灯坏了好几天，晚上很黑，物业一直不修"
-
-
-@pytest.fixture
-def deferred(monkeypatch):  # type: ignore[no-untyped-def]
-    """Settings with deferred routing for the code under test."""
-    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
-    get_settings.cache_clear()
 
 
 @pytest.fixture

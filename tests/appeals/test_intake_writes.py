@@ -19,23 +19,12 @@ from xihu.appeals.enums import Channel
 from xihu.appeals.models import Appeal, AppealEvent, IdempotencyKey, RoutingTask
 from xihu.appeals.schemas import AppealCreate, SubmitResult
 from xihu.core.audit import AuditEntry
-from xihu.core.config import get_settings
 from xihu.core.db import make_session_factory
 from xihu.core.security import Actor
 from xihu.places import service as places_service
 from xihu.places.models import Unit
 
 LAMP = "翠苑一区小区门口路灯坏了好几天，晚上很黑"
-
-
-@pytest.fixture
-def deferred(monkeypatch):  # type: ignore[no-untyped-def]
-    """Settings with routing, rollups and audit sealing left to the workers (audit rows stay unchained)."""
-    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
-    get_settings.cache_clear()
 
 
 def _submit(session: Session, street: int, key: str) -> SubmitResult:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.core import audit
 from xihu.core.audit import AuditEntry
-from xihu.core.config import get_settings
 from xihu.core.security import Actor
 
 SYSTEM = Actor.system("封存测试")
-
-
-@pytest.fixture
-def deferred(monkeypatch):  # type: ignore[no-untyped-def]
-    """Settings with the audit chain left to the workers."""
-    monkeypatch.setenv("XIHU_DEFER_TO_WORKERS", "1")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("XIHU_DEFER_TO_WORKERS")
-    get_settings.cache_clear()
 
 
 def _write(session: Session, n: int) -> list[int]:
