@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from conftest import DATABASE_URL
 from xihu.core.config import Settings
@@ -70,3 +72,49 @@ def test_connections_are_kept_not_reopened_under_concurrency(tmp_path: Path, eng
         list(pool.map(work, range(60)))
     assert len(opened) == 3, len(opened)
     pooled.dispose()
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(engine: Engine, pid: int) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        conn.commit()
+
+
+@pytest.mark.parametrize("idle_ping", [True, False])
+def test_a_connection_cut_while_idle_is_replaced_before_use(engine: Engine, idle_ping: bool) -> None:
+    """Only idle connections are tested before use; one cut while in the pool never reaches a request then.
+
+    Without the idle ping the request that draws the cut connection fails, and the pool recovers after it.
+    """
+    pooled = make_engine(DATABASE_URL, pool_size=1, ping_idle_after=0.05 if idle_ping else 3600)
+    try:
+        first = _backend_pid(pooled)
+        _terminate(engine, first)
+        time.sleep(0.1)
+        if idle_ping:
+            assert _backend_pid(pooled) != first
+        else:
+            with pytest.raises(OperationalError):
+                _backend_pid(pooled)
+            assert _backend_pid(pooled) != first
+    finally:
+        pooled.dispose()
+
+
+def test_a_connection_used_moments_ago_is_not_tested_again(engine: Engine) -> None:
+    """No ping round trip for busy connections (pool_pre_ping cost one on every request)."""
+    pooled = make_engine(DATABASE_URL, pool_size=1)  # the default idle time before a ping
+    pings: list[int] = []
+    real_ping = pooled.dialect.do_ping
+    pooled.dialect.do_ping = lambda conn: pings.append(1) or real_ping(conn)  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            _backend_pid(pooled)
+        assert pings == []
+    finally:
+        pooled.dispose()

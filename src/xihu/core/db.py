@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, Table, create_engine, event, insert, inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -46,7 +47,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, pool_size: int = 20, pool_timeout: float = 30.0) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 20, pool_timeout: float = 30.0, ping_idle_after: float = 2.0
+) -> Engine:
     """Create an engine tuned for the backend (WAL and busy timeout on SQLite; a fixed pool elsewhere)."""
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -91,14 +94,36 @@ def make_engine(url: str, *, pool_size: int = 20, pool_timeout: float = 30.0) ->
     # hide_parameters: a logged database error must not carry citizens' names and phone numbers
     # No overflow: under load, overflow connections were closed on return and opened again at once (about
     # one new PostgreSQL backend per seven intakes in bench/load.py), each costing a fork and cold caches.
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=pool_timeout,
-        pool_pre_ping=True,
-        hide_parameters=True,
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, hide_parameters=True
     )
+    _ping_when_idle(engine, ping_idle_after)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, after_seconds: float) -> None:
+    """Test a pooled connection before use only if it has been idle for a while.
+
+    SQLAlchemy's pool_pre_ping tests every checkout, one more round trip per request: at a few hundred
+    intakes a second that was about a tenth of the web process's and PostgreSQL's CPU per intake. A connection
+    returned moments ago was working then; one idle for longer may have been cut by a database restart or a
+    firewall, and is replaced here before a request gets it. A connection that breaks while in use fails
+    that request (503) and makes the pool replace all connections older than the failure.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _note_return(dbapi_conn: Any, record: Any) -> None:
+        record.info["xihu_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("xihu_idle_since")
+        if since is None or time.monotonic() - since < after_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure: the pool discards it and connects anew
+            raise DisconnectionError("idle connection failed its ping") from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
