@@ -17,10 +17,12 @@ from xihu.analysis.models import (
     StreetRollup,
 )
 from xihu.appeals import service as appeal_service
-from xihu.appeals.enums import Rating
+from xihu.appeals.enums import Channel, Rating
+from xihu.appeals.jobs import route_deferred
 from xihu.appeals.models import Appeal
-from xihu.appeals.schemas import RateIn
+from xihu.appeals.schemas import AppealCreate, RateIn
 from xihu.core.config import get_settings
+from xihu.core.security import Actor
 
 
 def _totals(session: Session) -> dict[str, int]:
@@ -93,3 +95,27 @@ def test_deferred_rollups_equal_the_inline_ones(session, session_factory, monkey
     session.expire_all()
     assert _queued(session) == 0
     assert _street_rows(session) == inline
+
+
+def test_a_deferred_intake_is_counted_once_the_router_has_taken_it(
+    session, session_factory, deferred
+) -> None:
+    """The request queues no rollup; the router announces the appeal, also one it leaves to dispatchers."""
+    before = _totals(session)
+    appeal_service.submit(
+        session=session,
+        actor=Actor.citizen(),
+        appeal_in=AppealCreate(
+            description="小区门口的路灯坏了", street_id=factories.unit(session, "330106004")
+        ),
+        channel=Channel.web,
+    )
+    session.commit()
+    assert _queued(session) == 0
+    assert route_deferred(session_factory, "w1") == 1
+    assert _queued(session) == 1
+    apply_rollup_queue(session_factory, "w1")
+    session.expire_all()
+    assert _totals(session)["received"] == before["received"] + 1
+    assert route_deferred(session_factory, "w2") == 0
+    assert _queued(session) == 0  # announced once

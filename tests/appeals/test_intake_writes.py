@@ -182,11 +182,15 @@ def test_the_area_cache_keeps_no_misses_and_forgets_on_reset(session: Session) -
     assert places_service.unit_kind_and_parent(session=session, unit_id=missing) == ("village", street)
 
 
+@pytest.mark.parametrize("mode", ["inline", "deferred"])
 def test_a_tracking_code_drawn_twice_is_drawn_again(
-    session: Session, monkeypatch: pytest.MonkeyPatch
+    session: Session, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, mode: str
 ) -> None:
     """Two intakes that draw the same code both succeed: the second draws again instead of failing."""
+    if mode == "deferred":
+        request.getfixturevalue("deferred")
     street = factories.unit(session, "330106004")
+    before = _rows(session)
     taken = f"XH{uuid.uuid4().hex[:12].upper()}"
     draws = iter([taken, taken, f"XH{uuid.uuid4().hex[:12].upper()}"])
     monkeypatch.setattr(appeal_service, "_tracking_code", lambda: next(draws))
@@ -197,3 +201,44 @@ def test_a_tracking_code_drawn_twice_is_drawn_again(
     assert second.tracking_url == f"/t/{second.tracking_code}"
     stored = session.get(Appeal, second.id)
     assert stored is not None and stored.tracking_code == second.tracking_code
+    after = _rows(session)
+    assert (after["appeals"] - before["appeals"], after["keys"] - before["keys"]) == (2, 2)
+
+
+def test_a_deferred_intake_is_one_statement_with_all_its_rows(
+    session: Session, connection: Connection, deferred: None
+) -> None:
+    """On PostgreSQL the appeal, key, event, audit entry and routing task are written by one statement."""
+    street = factories.unit(session, "330106004")
+    _submit(session, street, f"warm-{uuid.uuid4().hex}")  # the area check's unit is cached from now on
+    before = _rows(session)
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    key = f"one-{uuid.uuid4().hex}"
+    event.listen(connection, "before_cursor_execute", note)
+    result = _submit(session, street, key)
+    event.remove(connection, "before_cursor_execute", note)
+    written = len(statements)
+    assert {k: v - before[k] for k, v in _rows(session).items()} == dict.fromkeys(before, 1)
+    if connection.dialect.name == "postgresql":
+        assert written == 1, statements
+    session.expire_all()
+    appeal = session.get(Appeal, result.id)
+    assert appeal is not None and appeal.tracking_code == result.tracking_code and appeal.reopen_count == 0
+    assert appeal.citizen_phone == "13812345678"
+    stored_phone = connection.exec_driver_sql(
+        f"SELECT citizen_phone FROM appeals WHERE id = {result.id}"
+    ).scalar()
+    assert stored_phone and "13812345678" not in stored_phone  # encrypted at rest on this path too
+    ev = session.scalars(select(AppealEvent).where(AppealEvent.appeal_id == result.id)).one()
+    assert result.tracking_code in ev.message and ev.to_state == "submitted"
+    entry = session.scalars(
+        select(AuditEntry).where(AuditEntry.entity == "appeal", AuditEntry.entity_id == str(result.id))
+    ).one()
+    assert (entry.action, entry.entity, entry.detail) == ("appeal.submit", "appeal", {"channel": "api"})
+    stored_key = session.get(IdempotencyKey, key)
+    assert stored_key is not None and stored_key.appeal_id == result.id
+    assert session.get(RoutingTask, result.id) is not None

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Action, DeadlineKind, State
 from xihu.appeals.models import Appeal, AppealEvent, AppealUnit, Deadline, RoutingTask, Supervision
-from xihu.core import audit, clock, outbox
+from xihu.core import audit, clock, events, outbox
 from xihu.core.audit import AuditEntry
 from xihu.core.db import batch_memo, insert_new_plainly
 from xihu.core.jobs import lock_for_update, lock_skip_locked, periodic
@@ -162,7 +162,15 @@ def _route_together(session: Session, ids: list[int]) -> int:
     # the rows routing adds per appeal, written as plain many-row INSERTs (nothing reads them back here)
     insert_new_plainly(session, *_ROUTING_ROWS)
     session.execute(delete(RoutingTask).where(RoutingTask.appeal_id.in_(ids)))
+    for appeal in appeals:
+        _announce(session, appeal.id)
     return routed
+
+
+def _announce(session: Session, appeal_id: int) -> None:
+    # A deferred intake is announced here, once, not by the request: so the request writes one statement, and
+    # the analysis rollups of a batch are queued together.
+    events.publish("appeal.submitted", session=session, appeal_id=appeal_id)
 
 
 def _route_one_by_one(session: Session, tasks: list[RoutingTask]) -> int:
@@ -186,6 +194,8 @@ def _route_one_by_one(session: Session, tasks: list[RoutingTask]) -> int:
                     detail={"error": task.last_error},
                 )
                 session.delete(task)
+                _announce(session, task.appeal_id)
             continue
         session.delete(task)
+        _announce(session, task.appeal_id)
     return routed

@@ -27,6 +27,7 @@ from xihu.appeals.enums import (
     State,
     UnitRole,
 )
+from xihu.appeals.intake_statement import insert_at_once
 from xihu.appeals.models import (
     Appeal,
     AppealEvent,
@@ -213,6 +214,11 @@ def submit(
         "created_at": now,
         "updated_at": now,
     }
+    place_note = f"（地点：{place.name}）" if place else ""
+    deferred = auto_route and settings.defer_to_workers
+    plain = not checked and not appeal_in.external_id
+    if deferred and plain and session.get_bind().dialect.name == "postgresql":
+        return _submit_at_once(session, actor, channel, values, idempotency_key, fingerprint, place_note)
     if appeal_in.external_id:
         try:
             with session.begin_nested():
@@ -238,7 +244,6 @@ def submit(
         session.add(
             Photo(appeal_id=appeal_id, stored_name=name, content_type=ctype, size=len(up.data), sha256=digest)
         )
-    place_note = f"（地点：{place.name}）" if place else ""
     event = _event_row(
         appeal_id, Action.submit, None, State.submitted, actor, f"您的诉求已受理，受理编号 {code}{place_note}"
     )
@@ -252,10 +257,13 @@ def submit(
         to_state=State.submitted.value,
         detail={"channel": channel.value},
     )
-    events.publish("appeal.submitted", session=session, appeal_id=appeal_id)
-    if auto_route and settings.defer_to_workers:
+    if deferred:
+        # the router announces it once it has taken the appeal (jobs.route_deferred)
         session.execute(_INSERT_ROUTING, {"appeal_id": appeal_id, "queued_at": now})
-    elif auto_route:
+        session.flush()
+        return _submitted(appeal_id, code, State.submitted, created=True)
+    events.publish("appeal.submitted", session=session, appeal_id=appeal_id)
+    if auto_route:
         appeal = session.get(Appeal, appeal_id)
         assert appeal is not None
         _route(session, appeal)
@@ -263,6 +271,50 @@ def submit(
         return _result(appeal, created=True)  # routing may have dispatched it already
     session.flush()
     return _submitted(appeal_id, code, State.submitted, created=True)
+
+
+def _submit_at_once(
+    session: Session,
+    actor: Actor,
+    channel: Channel,
+    values: dict[str, Any],
+    key: str | None,
+    fingerprint: str,
+    place_note: str,
+) -> SubmitResult:
+    """The deferred intake of a plain appeal on PostgreSQL: its rows in one statement (intake_statement)."""
+    now = values["created_at"]
+    for _ in range(5):
+        code = str(values["tracking_code"])
+        message = f"您的诉求已受理，受理编号 {code}{place_note}"
+        appeal_id, claimed = insert_at_once(
+            session,
+            appeal=values,
+            event=_event_row(0, Action.submit, None, State.submitted, actor, message),
+            entry=audit.entry_values(
+                actor,
+                "appeal.submit",
+                "appeal",
+                entity_id=None,
+                from_state=None,
+                to_state=State.submitted.value,
+                reason=None,
+                detail={"channel": channel.value},
+            ),
+            queued_at=now,
+            key={"key": key, "fingerprint": fingerprint, "created_at": now} if key else None,
+        )
+        if appeal_id is None:
+            values["tracking_code"] = _tracking_code()  # taken today already: draw again
+            continue
+        if not claimed:
+            # a retry: its appeal row alone was written, and goes again in this transaction (as in `submit`)
+            session.execute(delete(_APPEALS).where(_APPEALS.c.id == appeal_id))
+            existing = _replay(session, str(key), fingerprint)
+            assert existing is not None
+            return existing
+        return _submitted(appeal_id, code, State.submitted, created=True)
+    raise Conflict("受理编号生成冲突，请重试", english="could not draw a free tracking code; retry")
 
 
 def _insert_appeal(session: Session, values: dict[str, Any]) -> int:

@@ -83,7 +83,7 @@ def compute_hash(row: AuditEntry) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
 
-def _values(
+def entry_values(
     actor: Actor,
     action: str,
     entity: str,
@@ -93,6 +93,7 @@ def _values(
     reason: str | None,
     detail: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """The column values of a new, not yet chained audit row."""
     return {
         # whole microseconds survive every backend, so the hash computed now verifies after a round trip
         "at": clock.now(),
@@ -122,7 +123,7 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append an audit row in the caller's transaction; it joins the chain when that transaction commits."""
-    row = AuditEntry(**_values(actor, action, entity, entity_id, from_state, to_state, reason, detail))
+    row = AuditEntry(**entry_values(actor, action, entity, entity_id, from_state, to_state, reason, detail))
     session.add(row)
     session.info.setdefault(_PENDING, []).append(row)
     return row
@@ -158,7 +159,7 @@ def append(
             detail=detail,
         )
         return
-    values = _values(actor, action, entity, entity_id, from_state, to_state, reason, detail)
+    values = entry_values(actor, action, entity, entity_id, from_state, to_state, reason, detail)
     session.execute(_INSERT, values)
 
 
