@@ -19,6 +19,7 @@ class Appeal(Base):
     __tablename__ = "appeals"
     __table_args__ = (
         Index("ix_appeals_state_created", "state", "created_at"),
+        Index("ix_appeals_created_id", "created_at", "id"),  # the lists' order: a page reads only its rows
         Index("ix_appeals_lead_state", "lead_unit_id", "state"),
     )
 

@@ -285,6 +285,10 @@ def reopen(
 # ---------------------------------------------------------------- staff workbench
 
 
+# An inbox counts its appeals this far and pages through as many; past it, the search box narrows them down.
+INBOX_COUNT_LIMIT = 1000
+
+
 @router.get("/staff")
 def inbox(
     request: Request,
@@ -328,8 +332,9 @@ def _inbox_page(
         q=q[:50] or None,
         overdue=overdue,
         flagged=flagged,
-        page=max(1, min(page, 10000)),
+        page=max(1, min(page, INBOX_COUNT_LIMIT // 20)),
         size=20,
+        count_up_to=INBOX_COUNT_LIMIT,
     )
     now = clock.now()
     due = {a.id: _due(a.next_due_at, now) for a in result.items}

@@ -243,6 +243,7 @@ class AppealPage(BaseModel):
 
     items: list[AppealRead]
     total: int
+    more: bool = False  # total was counted only this far; there are more
     page: int
     size: int
 
