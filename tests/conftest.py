@@ -18,6 +18,9 @@ _TMP = Path(tempfile.mkdtemp(prefix="xihu-test-"))
 os.environ["XIHU_DATA_DIR"] = str(_TMP)
 os.environ["XIHU_DEMO"] = "1"
 os.environ["XIHU_IN_PROCESS_WORKER"] = "0"
+os.environ["XIHU_COCKPIT_CACHE_SECONDS"] = (
+    "0"  # each test sees its own figures (test_cockpit tests the cache)
+)
 # One fixed key for personal data in this process and every `xihu` process a test starts, as in production
 # (a generated demo key would differ between the data directories of tests and their subprocesses).
 # It is base64 of b"xihu-test-pii-key-not-a-secret!!".

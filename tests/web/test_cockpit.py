@@ -122,3 +122,39 @@ def test_anonymous_visitors_are_sent_to_login_and_assets_are_served(client: Test
     css = client.get("/cockpit/assets/cockpit.css")
     assert css.status_code == 200 and "@media print" in css.text
     assert client.get("/cockpit/assets/secret.py").status_code == 404
+
+
+def test_viewers_within_seconds_share_one_computation_and_each_is_still_checked(
+    session: Session,
+    client: TestClient,
+    login_as: Callable[..., object],
+    unit_id: Callable[[str], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """XIHU_COCKPIT_CACHE_SECONDS: a view within the time shows the figures computed for the one before."""
+    from xihu.core.config import get_settings
+    from xihu.web import cockpit
+
+    indicators_service.load_catalog(session=session)
+    factories.dispatched(session)
+    session.commit()
+    monkeypatch.setenv("XIHU_COCKPIT_CACHE_SECONDS", "60")
+    get_settings.cache_clear()
+    cockpit.forget_computed()
+    try:
+        login_as("grid", STREET)
+        url = f"/cockpit/street/{unit_id(STREET)}"
+        first = sum(_chart_data(client.get(url).text)["received"])
+        factories.dispatched(session)
+        session.commit()
+        assert sum(_chart_data(client.get(url).text)["received"]) == first  # computed once, shown twice
+        assert client.get(f"/cockpit/street/{unit_id(OTHER_STREET)}").status_code == 403
+        login_as("grid", OTHER_STREET)  # the cached street is still refused to another street's staff
+        assert client.get(url).status_code == 403
+        cockpit.forget_computed()
+        login_as("grid", STREET)
+        assert sum(_chart_data(client.get(url).text)["received"]) == first + 1
+    finally:
+        monkeypatch.delenv("XIHU_COCKPIT_CACHE_SECONDS")
+        get_settings.cache_clear()
+        cockpit.forget_computed()

@@ -13,6 +13,8 @@ centre written here by hand and labelled 示意 (illustrative), drawn over the r
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 from xihu.analysis import service as analysis_service
 from xihu.analysis.schemas import AppealFigures, WarningRead
 from xihu.core import clock
+from xihu.core.config import get_settings
 from xihu.core.errors import NotFound
 from xihu.core.security import Actor, can
 from xihu.indicators import service as indicators_service
@@ -121,10 +124,42 @@ def _card_json(cards: list[IndicatorCard]) -> dict[str, Any]:
     }
 
 
+_computed: dict[tuple[int | None, int, date], tuple[float, dict[str, Any]]] = {}
+_computed_lock = threading.Lock()
+
+
+def forget_computed() -> None:
+    """Drop the cached cockpit computations (tests, and after reference data changes)."""
+    with _computed_lock:
+        _computed.clear()
+
+
 def _page(request: Request, session: Session, actor: Actor, unit: UnitRead | None, days: int) -> Response:
     area_id = unit.id if unit else None
-    cards = indicators_service.indicator_cards(session=session, actor=actor, unit_id=area_id)
+    # every viewer is checked, whether or not the figures are computed for them
+    indicators_service.check_area(session=session, actor=actor, area_unit_id=area_id)
     end = _today()
+    key = (area_id, days, end)
+    ttl = get_settings().cockpit_cache_seconds
+    now = time.monotonic()
+    with _computed_lock:
+        hit = _computed.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        context = hit[1]
+    else:
+        context = _compute(session, actor, unit, days, end)
+        if ttl > 0:
+            with _computed_lock:
+                if len(_computed) > 1000:  # areas × periods × days: bounded all the same
+                    _computed.clear()
+                _computed[key] = (now, context)
+    return render(request, "cockpit/area.html", actor=actor, **context)
+
+
+def _compute(session: Session, actor: Actor, unit: UnitRead | None, days: int, end: date) -> dict[str, Any]:
+    """What an area's cockpit shows; the same for every viewer allowed to see the area."""
+    area_id = unit.id if unit else None
+    cards = indicators_service.indicator_cards(session=session, actor=actor, unit_id=area_id)
     start = end - timedelta(days=days - 1)
     reader = _reader(actor)
     figures = analysis_service.appeal_figures(
@@ -148,10 +183,7 @@ def _page(request: Request, session: Session, actor: Actor, unit: UnitRead | Non
         "cards": _card_json(cards),
     }
     at_risk = [c for c in cards if c.status in ("limited", "deterioration")]
-    return render(
-        request,
-        "cockpit/area.html",
-        actor=actor,
+    return dict(
         unit=unit,
         level=level,
         title=unit.name if unit else "西湖区",
