@@ -118,16 +118,29 @@ def test_fast_scorer_matches_vocabulary_lookup(model: CategoryModel) -> None:
     slow = CategoryModel()
     slow.__dict__.update({k: v for k, v in model.__dict__.items() if k != "_memo"})
     slow.__dict__["_lookup"] = None  # no n-gram codes: look n-grams up in the vocabulary dict
-    assert model.__dict__.get("_lookup") is not None
+    slow.__dict__["_head_lookup"] = None
+    assert model.__dict__.get("_lookup") is not None and model.__dict__.get("_head_lookup") is not None
     for text in texts:
         fast_idx, fast_w = model._tfidf(text)
         slow_idx, slow_w = slow._tfidf(text)
         assert fast_idx.tolist() == slow_idx.tolist()
         assert fast_w.tolist() == slow_w.tolist()
-    x = model._check().transform([normalize(texts[0])])
+    main = model._check()
+    doc = normalize(texts[0])
+    x = main.transform([doc])
     idx, w = model._tfidf(texts[0])
-    assert sorted(idx.tolist()) == sorted(x.indices.tolist())
+    body = idx < len(main.idf_)
+    assert sorted(idx[body].tolist()) == sorted(x.indices.tolist())
     assert math.isclose(float(x[0, int(idx[0])]), float(w[0]), rel_tol=1e-5)
+    # the opening characters' own block follows the main one, at its weight
+    head = model._head_vectorizer
+    assert head is not None and model.head_len == 20
+    h = head.transform([doc[: model.head_len]])
+    assert sorted((idx[~body] - len(main.idf_)).tolist()) == sorted(h.indices.tolist())
+    first = int(idx[~body][0])
+    assert math.isclose(
+        float(w[~body][0]), model.head_weight * float(h[0, first - len(main.idf_)]), rel_tol=1e-5
+    )
 
 
 def test_four_gram_model_uses_vocabulary_lookup() -> None:
@@ -291,6 +304,8 @@ def _reference_top_terms(model: CategoryModel, text: str, label: str, k: int) ->
     """The plain-Python statement of `top_terms`: largest positive contribution first, words before chars."""
     features = model._check().get_feature_names_out()
     idx, w = model._tfidf(text)
+    main = idx < len(features)  # explained in the main block's words; the opening's block repeats them
+    idx, w = idx[main], w[main]
     logits = model._coef[idx].astype(np.float64) @ model._cal_coef.T
     j = model.labels.index(label)
     others = [c for c in range(logits.shape[1]) if c != j]

