@@ -24,7 +24,11 @@ from xihu.core.config import normalize_url
 BIN = Path(sys.executable).parent
 # Browser tests: Debian's Chromium, where screenshots go, the demo accounts' password, Chromium's flags.
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# The browser tests take their screenshots under var/ (looked at after a run, never committed by accident);
+# XIHU_UPDATE_SCREENSHOTS=1 writes them to docs/screenshots, which the README shows.
+SHOTS = Path(__file__).resolve().parents[1] / (
+    "docs/screenshots" if os.environ.get("XIHU_UPDATE_SCREENSHOTS") == "1" else "var/screenshots"
+)
 DEMO_PASSWORD = "demo12345"
 LAUNCH_ARGS = [
     "--no-sandbox",

@@ -1,4 +1,4 @@
-"""Browser test of the three-level cockpit: district → street → community, charts drawn, screenshots in docs/.
+"""Browser test of the three-level cockpit: district → street → community, charts drawn, screenshots taken.
 
 Runs a real demo server (`xihu migrate`, `xihu demo --load-only`, `xihu serve`) and the system Chromium."""
 

@@ -2,7 +2,7 @@
 
 Runs a real server (`xihu migrate`, `xihu demo --load-only`, `xihu serve`) in a subprocess on a free port
 with a fresh data directory, and drives the system Chromium with Playwright. Screenshots of the key pages
-are written to docs/screenshots/.
+are written to var/screenshots/ (docs/screenshots/ with XIHU_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
