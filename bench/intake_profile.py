@@ -15,6 +15,7 @@ import asyncio
 import collections
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,37 @@ def fresh_pg(url: str, name: str) -> str:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def demo_app_deferred(kind: str) -> tuple[Any, str]:
+    """The real app on a new PostgreSQL database with the demo data, in deferred mode; (app, database name).
+
+    Drop the database with `drop_pg(PG_URL, name)` when done.
+    """
+    name = f"xihu_{kind}_{uuid.uuid4().hex[:8]}"
+    url = fresh_pg(PG_URL, name)
+    os.environ.update(
+        {
+            "XIHU_DATA_DIR": tempfile.mkdtemp(prefix=f"xihu-{kind}-"),
+            "XIHU_DATABASE_URL": url,
+            "XIHU_DEMO": "1",
+            "XIHU_RATE_LIMIT_PER_MINUTE": "0",
+            "XIHU_IN_PROCESS_WORKER": "0",
+            "XIHU_DEFER_TO_WORKERS": "1",
+        }
+    )
+    xihu = str(Path(sys.executable).parent / "xihu")
+    try:
+        subprocess.run([xihu, "migrate"], check=True, capture_output=True)
+        subprocess.run([xihu, "demo", "--load-only", "--appeals", "200"], check=True, capture_output=True)
+        from xihu.core.config import get_settings
+        from xihu.web.app import create_app
+
+        get_settings.cache_clear()
+        return create_app(), name
+    except BaseException:
+        drop_pg(PG_URL, name)
+        raise
 
 
 def drop_pg(url: str, name: str) -> None:

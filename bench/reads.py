@@ -15,18 +15,12 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
-from intake_profile import PG_URL, _call, _post_many, _street_id, drop_pg, fresh_pg
+from intake_profile import PG_URL, _call, _post_many, _street_id, demo_app_deferred, drop_pg
 from sqlalchemy import text
 
-XIHU = str(Path(sys.executable).parent / "xihu")
 PASSWORD = "demo12345"
 
 
@@ -53,27 +47,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=15000)
     parser.add_argument("--views", type=int, default=50)
     args = parser.parse_args()
-    name = f"xihu_reads_{uuid.uuid4().hex[:8]}"
-    url = fresh_pg(PG_URL, name)
-    os.environ.update(
-        {
-            "XIHU_DATA_DIR": tempfile.mkdtemp(prefix="xihu-reads-"),
-            "XIHU_DATABASE_URL": url,
-            "XIHU_DEMO": "1",
-            "XIHU_RATE_LIMIT_PER_MINUTE": "0",
-            "XIHU_IN_PROCESS_WORKER": "0",
-            "XIHU_DEFER_TO_WORKERS": "1",
-        }
-    )
+    app, name = demo_app_deferred("reads")
     try:
-        subprocess.run([XIHU, "migrate"], check=True, capture_output=True)
-        subprocess.run([XIHU, "demo", "--load-only", "--appeals", "200"], check=True, capture_output=True)
         from xihu.core import jobs, security
         from xihu.core.config import get_settings
-        from xihu.web.app import create_app
 
-        get_settings.cache_clear()
-        app = create_app()
         factory = app.state.session_factory
         street = asyncio.run(_street_id(app))
         asyncio.run(_post_many(app, street, name, range(args.n)))
