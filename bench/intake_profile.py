@@ -176,18 +176,13 @@ def main() -> None:
         app = create_app()
         statements: list[str] = []
 
+        @event.listens_for(app.state.engine, "before_cursor_execute")
         def _count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
             statements.append(statement)
 
+        @event.listens_for(app.state.engine, "commit")
         def _count_commit(conn: Any) -> None:
             statements.append("COMMIT")
-
-        engines = [app.state.engine]
-        if app.state.async_session_factory is not None:  # intake's path on PostgreSQL
-            engines.append(app.state.async_session_factory.kw["bind"].sync_engine)
-        for engine in engines:
-            event.listen(engine, "before_cursor_execute", _count)
-            event.listen(engine, "commit", _count_commit)
 
         street = asyncio.run(_street_id(app))
 

@@ -176,7 +176,6 @@ def app(settings: Settings, session_factory: sessionmaker[Session]):  # type: ig
 
     application = create_app(settings)
     application.state.session_factory = session_factory
-    application.state.async_session_factory = None  # every request on the test's connection
     places_service._reset_gazetteer()
     return application
 

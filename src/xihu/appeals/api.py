@@ -33,9 +33,8 @@ from xihu.appeals.schemas import (
     SubmitResult,
     TransferIn,
 )
-from xihu.core.config import get_settings
 from xihu.core.security import Actor
-from xihu.web.deps import get_actor, get_session, run_write, verify_csrf_api
+from xihu.web.deps import get_actor, get_session, run_and_commit, verify_csrf_api
 
 router = APIRouter(prefix="/api/appeals", tags=["appeals"])
 staff = APIRouter(prefix="/api/appeals", tags=["appeals (staff)"], dependencies=[Depends(verify_csrf_api)])
@@ -50,17 +49,17 @@ staff = APIRouter(prefix="/api/appeals", tags=["appeals (staff)"], dependencies=
 )
 async def submit(
     data: AppealCreate,
-    request: Request,
     response: Response,
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=80),
     actor: Actor = Depends(get_actor),
+    session: Session = Depends(get_session),
 ) -> SubmitResult:
     """Submit an appeal. Send an `Idempotency-Key` header so that a retry returns the same appeal."""
     channel = Channel.hotline if actor.is_staff else Channel.api
-    result = await run_write(
-        request,
+    # the busiest write of all: stored and committed in a single trip to the thread pool
+    result = await run_and_commit(
+        session,
         appeal_service.submit,
-        light=get_settings().defer_to_workers,  # routing in the request would hold up the event loop
         actor=actor,
         appeal_in=data,
         channel=channel,

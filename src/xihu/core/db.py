@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 from sqlalchemy import DateTime, MetaData, Table, create_engine, event, insert, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -100,23 +99,6 @@ def make_engine(
     )
     _ping_when_idle(engine, ping_idle_after)
     return engine
-
-
-def make_async_sessions(
-    url: str, *, pool_size: int = 20, pool_timeout: float = 30.0, ping_idle_after: float = 2.0
-) -> async_sessionmaker[AsyncSession] | None:
-    """Sessions over the asynchronous driver for the hottest writes, on PostgreSQL only (else None).
-
-    Same pool rules as `make_engine`; its connections are opened only when used, so a process that never
-    takes this path opens none.
-    """
-    if url.startswith("sqlite"):
-        return None
-    engine: AsyncEngine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, hide_parameters=True
-    )
-    _ping_when_idle(engine.sync_engine, ping_idle_after)
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
 def _ping_when_idle(engine: Engine, after_seconds: float) -> None:

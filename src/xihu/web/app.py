@@ -20,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from xihu.core import crypto, security
 from xihu.core.config import Settings, get_settings
-from xihu.core.db import make_async_sessions, make_engine, make_session_factory
+from xihu.core.db import make_engine, make_session_factory
 from xihu.core.errors import DomainError
 from xihu.core.jobs import BackgroundLoop
 from xihu.core.ratelimit import RateLimiter
@@ -147,9 +147,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_seconds
     )
     factory = make_session_factory(engine)
-    async_factory = make_async_sessions(
-        settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_seconds
-    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -163,8 +160,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if loop is not None:
                 loop.stop()
             engine.dispose()
-            if async_factory is not None:
-                await async_factory.kw["bind"].dispose()
 
     app = FastAPI(
         title="西湖区共同富裕示范区平台 · 民呼我为·西湖码",
@@ -176,7 +171,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = factory
-    app.state.async_session_factory = async_factory  # None on SQLite; tests on one shared connection set None
 
     def _is_staff(token: str) -> bool:
         with app.state.session_factory() as session:
