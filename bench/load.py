@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 from intake_profile import fresh_pg
-from proc_cpu import postgres_delta_seconds, postgres_processes_cpu, tree_cpu
+from proc_cpu import machine_cpu, machine_share, postgres_delta_seconds, postgres_processes_cpu, tree_cpu
 from sqlalchemy import create_engine, text
 
 XIHU = str(Path(sys.executable).parent / "xihu")
@@ -346,7 +346,7 @@ def main() -> None:
                 "postgres": postgres_processes_cpu() if args.backend == "postgresql" else {},
             }
 
-        cpu_before = cpu()
+        cpu_before, machine_before = cpu(), machine_cpu()
         sessions_before = pg_sessions(url) if args.backend == "postgresql" else 0
         running = {
             name: wrk(
@@ -361,7 +361,7 @@ def main() -> None:
         for name, proc in running.items():
             out, _ = proc.communicate()
             result[name] = parse_wrk(out)
-        cpu_after = cpu()
+        cpu_after, machine_after = cpu(), machine_cpu()
         if args.backend == "postgresql":
             # new backends (connections) opened during the run: each costs PostgreSQL a fork and start-up
             result["pg_connections_opened"] = pg_sessions(url) - sessions_before
@@ -373,6 +373,8 @@ def main() -> None:
         spent["postgres"] = postgres_delta_seconds(cpu_before["postgres"], cpu_after["postgres"])
         requests = sum(result[name]["n"] for name in running)
         result["cpu_seconds"] = spent
+        ours = sum(v or 0.0 for v in spent.values())
+        result["machine_share"] = machine_share(machine_before, machine_after, ours)
         result["web_cpu_ms_per_request"] = round(spent["web"] * 1000 / max(1, requests), 2)
         result["postgres_cpu_ms_per_intake"] = round(
             (spent["postgres"] or 0.0) * 1000 / max(1, result["intake"]["n"]), 2

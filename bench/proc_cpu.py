@@ -96,3 +96,30 @@ def postgres_delta_seconds(before: dict[int, float], after: dict[int, float]) ->
     """CPU seconds PostgreSQL spent between two snapshots: processes that lived on, plus those started since
     (a process that exited in between takes its time with it, so this is a floor)."""
     return round(sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items()), 1)
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds so far of the whole machine by kind (all cores), from the first line of /proc/stat."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return {name: int(value) / _TICK for name, value in zip(names, fields, strict=False)}
+
+
+def machine_share(before: dict[str, float], after: dict[str, float], ours: float) -> dict[str, float]:
+    """What the machine did between two `machine_cpu` readings, as shares of all its cores' time.
+
+    `others_busy` is the busy time not spent by `ours` (CPU seconds of the processes under test) nor by
+    niced processes: the load generator, the kernel's own work and any neighbour. `niced` is work running at
+    a lower priority (it yields to ours, but still takes cache and memory bandwidth), and `steal` is time the
+    hypervisor gave to other machines. Figures from runs whose shares differ are not comparable.
+    """
+    delta = {k: after[k] - before[k] for k in after}
+    total = sum(delta.values()) or 1.0
+    busy = total - delta["idle"] - delta["iowait"] - delta["steal"]
+    return {
+        "busy": round(busy / total, 3),
+        "ours": round(ours / total, 3),
+        "niced": round(delta["nice"] / total, 3),
+        "others_busy": round(max(0.0, busy - ours - delta["nice"]) / total, 3),
+        "steal": round(delta["steal"] / total, 3),
+    }
