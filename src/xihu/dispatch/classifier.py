@@ -14,6 +14,9 @@ second-best calibrated logits plus, per member, its top raw score and its own to
 of right and wrong answers than the top probability (on the TipDM appeals the members' own scores lifted the
 share dispatched automatically by about 0.01, averaged over six splits, at the same precision). The
 auto-dispatch threshold is the lowest such probability whose nested out-of-fold precision reaches the target.
+The deployed members are the average of the cross-validation fold models rather than a refit on all rows, so
+they score new appeals on the scale the calibrator and threshold were fitted on (a refit was more confident:
+on the TipDM appeals its held-out auto-dispatch precision averaged 0.989 against the 0.99 target).
 """
 
 from __future__ import annotations
@@ -194,10 +197,14 @@ class CategoryModel:
             raise ValueError(f"unknown ensemble members {sorted(unknown)}; choose from {MEMBERS}")
         folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=self.random_state).split(x, y))
         oof = np.zeros((len(y), len(self.members) * classes.size), dtype=np.float64)
+        coef_sum: np.ndarray | None = None
+        intercept_sum = np.zeros(len(self.members) * classes.size)
         for i, (tr, te) in enumerate(folds, 1):
             say(f"cross-validation fold {i}/{n_splits}")
             coef, intercept = self._fit_members(x[tr], y[tr], classes)
             oof[te] = x[te] @ coef + intercept
+            coef_sum = coef if coef_sum is None else coef_sum + coef
+            intercept_sum += intercept
         say("calibrating probabilities")
         oof_logit = np.zeros((len(y), classes.size))
         for tr, te in folds:  # every class is in every training fold (stratified, n_splits <= min count)
@@ -215,8 +222,12 @@ class CategoryModel:
             max_prob[te] = fold_prob.max(axis=1)
         self.threshold = auto_threshold(max_prob, correct, self.target_precision)
         auto_rate, auto_precision = _auto_stats(max_prob, correct, self.threshold)
-        say("fitting final model")
-        coef, intercept = self._fit_members(x, y, classes)
+        say("averaging the fold models")
+        # The deployed members are the mean of the fold models, not a refit on all rows: a refit scores new
+        # appeals more confidently than the fold models whose out-of-fold scores fitted the calibrator,
+        # confidence map and threshold, so its auto-dispatch precision fell short of the target
+        assert coef_sum is not None  # n_splits >= 2
+        coef, intercept = coef_sum / n_splits, intercept_sum / n_splits
         cal = _calibrator(self.calibration_C).fit(oof, y)
         self._confidence = _fit_confidence(signals, correct)
         self.labels = [str(c) for c in classes]

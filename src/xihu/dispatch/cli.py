@@ -20,7 +20,7 @@ CLI_ACTOR_NAME = "命令行"
 _CSV_HELP = "CSV: title,text,label"
 EVALUATION_KEYS = ("n", "accuracy", "macro_f1", "auto_rate", "auto_precision", "ms_per_appeal")
 # messages of CategoryModel.fit (+ "saving"), to size the progress bar: normalizing, vectorizing, 5 folds,
-# calibrating, fitting final model, done, saving
+# calibrating, averaging the fold models, done, saving
 _TRAIN_STEPS = 11
 
 
