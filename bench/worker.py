@@ -5,7 +5,9 @@ reference data (units, accounts to notify, responsibility rules), takes N intake
 deferred mode (XIHU_DEFER_TO_WORKERS=1, so each intake only stores and queues), then runs the worker's
 periodic jobs round after round until nothing is left, timing each job. Prints one JSON line: CPU and wall
 milliseconds per intake for each job and in all, and the statements per intake.
-Usage: python bench/worker.py [--n 3000]
+With --per-round B the intakes arrive B at a time, each lot drained before the next, as a live worker meets a
+steady trickle: what a round costs beyond its appeals then shows (every job's claim, lookups and commit).
+Usage: python bench/worker.py [--n 3000] [--per-round B]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def main() -> None:
     """Queue N intakes, drain them with the worker's jobs and print one JSON line."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--per-round", type=int, default=0, help="intakes per lot (0: all queued at once)")
     args = parser.parse_args()
     app, name = demo_app_deferred("worker")
     try:
@@ -52,22 +55,31 @@ def main() -> None:
         # warm up: the demo data's own queue, the model, caches and prepared statements
         asyncio.run(_post_many(app, street, name, range(-100, 0)))
         drain()
-        statuses = asyncio.run(_post_many(app, street, name, range(args.n)))
-        assert set(statuses) == {201}, collections.Counter(statuses)
-
         statements = [0]
 
         @event.listens_for(app.state.engine, "before_cursor_execute")
         def _count(*_: Any) -> None:
             statements[0] += 1
 
-        rounds, cpu, wall, done = drain()
+        lot = args.per_round if args.per_round > 0 else args.n
+        rounds, cpu, wall, done = 0, collections.Counter(), collections.Counter(), collections.Counter()
+        for first in range(0, args.n, lot):
+            before = statements[0]
+            statuses = asyncio.run(_post_many(app, street, name, range(first, min(first + lot, args.n))))
+            assert set(statuses) == {201}, collections.Counter(statuses)
+            statements[0] = before  # only the worker's statements are counted
+            r, c, w, d = drain()
+            rounds += r
+            cpu.update(c)
+            wall.update(w)
+            done.update(d)
         per = {job: round(cpu[job] * 1000 / args.n, 2) for job in cpu}
         print(
             json.dumps(
                 {
                     "bench": "worker",
                     "intakes": args.n,
+                    "per_round": lot,
                     "rounds": rounds,
                     "done": done,
                     "cpu_ms_per_intake": per,
