@@ -105,15 +105,13 @@ def worker(
     factory = _factory()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     while True:
-        started = time.monotonic()
-        done = jobs.run_once(factory, worker_id)
+        # A round that found work may have left more (jobs do bounded batches): go again soon, so a backlog
+        # drains at full speed; an idle round waits the interval.
+        done, wait = jobs.run_round(factory, worker_id, interval or settings.sweep_interval_seconds)
         if once:
             typer.echo(done)
             return
-        # A round that found work may have left more (jobs do bounded batches): go again soon, so a backlog
-        # drains at full speed; an idle round waits the interval.
-        elapsed = time.monotonic() - started
-        time.sleep(jobs.pause_after(done, interval or settings.sweep_interval_seconds, elapsed))
+        time.sleep(wait)
 
 
 @app.command()

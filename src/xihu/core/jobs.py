@@ -80,6 +80,15 @@ def pause_after(done: dict[str, int], interval: float, elapsed: float = 0.0) -> 
     return max(0.0, (min(interval, BUSY_ROUND_SECONDS) if busy else interval) - elapsed)
 
 
+def run_round(
+    factory: sessionmaker[Session], worker_id: str, interval: float
+) -> tuple[dict[str, int], float]:
+    """Run every periodic job once; what each did and how long to wait before the next round."""
+    started = time.monotonic()
+    done = run_once(factory, worker_id)
+    return done, pause_after(done, interval, time.monotonic() - started)
+
+
 class BackgroundLoop:
     """A daemon thread that runs the periodic jobs every few seconds."""
 
@@ -101,6 +110,5 @@ class BackgroundLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            started = time.monotonic()
-            done = run_once(self.factory, self.worker_id)
-            self._stop.wait(pause_after(done, self.interval, time.monotonic() - started))
+            _, wait = run_round(self.factory, self.worker_id, self.interval)
+            self._stop.wait(wait)
