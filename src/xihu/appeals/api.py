@@ -34,7 +34,7 @@ from xihu.appeals.schemas import (
     TransferIn,
 )
 from xihu.core.security import Actor
-from xihu.web.deps import get_actor, get_session, run_and_commit, verify_csrf_api
+from xihu.web.deps import get_actor, get_session, run_in_own_unit_of_work, verify_csrf_api
 
 router = APIRouter(prefix="/api/appeals", tags=["appeals"])
 staff = APIRouter(prefix="/api/appeals", tags=["appeals (staff)"], dependencies=[Depends(verify_csrf_api)])
@@ -42,29 +42,26 @@ staff = APIRouter(prefix="/api/appeals", tags=["appeals (staff)"], dependencies=
 
 @router.post(
     "",
-    dependencies=[Depends(verify_csrf_api)],
     response_model=SubmitResult,
     status_code=201,
     responses={200: {"description": "重复提交：返回同一诉求 (replayed)"}},
 )
 async def submit(
     data: AppealCreate,
+    request: Request,
     response: Response,
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=80),
-    actor: Actor = Depends(get_actor),
-    session: Session = Depends(get_session),
 ) -> SubmitResult:
     """Submit an appeal. Send an `Idempotency-Key` header so that a retry returns the same appeal."""
-    channel = Channel.hotline if actor.is_staff else Channel.api
-    # the busiest write of all: stored and committed in a single trip to the thread pool
-    result = await run_and_commit(
-        session,
-        appeal_service.submit,
-        actor=actor,
-        appeal_in=data,
-        channel=channel,
-        idempotency_key=idempotency_key,
-    )
+
+    def submit_as(*, session: Session, actor: Actor) -> SubmitResult:
+        channel = Channel.hotline if actor.is_staff else Channel.api
+        return appeal_service.submit(
+            session=session, actor=actor, appeal_in=data, channel=channel, idempotency_key=idempotency_key
+        )
+
+    # the busiest write of all: no dependency chain, and stored and committed in one trip to the thread pool
+    result = await run_in_own_unit_of_work(request, submit_as)
     if not result.created:
         response.status_code = 200
     return result

@@ -71,6 +71,26 @@ async def run_and_commit(session: Session, use_case: Callable[..., T], /, **kwar
     return await run_in_threadpool(run)
 
 
+async def run_in_own_unit_of_work(request: Request, use_case: Callable[..., T], /, **kwargs: Any) -> T:
+    """Check CSRF, find the actor and run a use case in its own committed unit of work, without `Depends`.
+
+    For the hottest route (intake) only: FastAPI resolves a dependency chain (CSRF, actor, session and its
+    exit stack) on every request, and under load that machinery cost the web process more CPU than the
+    intake's own work. The use case gets `session` and `actor`; the commit happens before the answer, and
+    a failure rolls back and propagates as with `get_session`.
+    """
+    await verify_csrf_api(request)
+    session = request.app.state.session_factory()
+    try:
+        actor = await get_actor(request, session)
+        result = await run_and_commit(session, use_case, actor=actor, **kwargs)
+    except BaseException:
+        await run_in_threadpool(_roll_back_and_close, session)
+        raise
+    session.close()
+    return result
+
+
 async def get_session(session: Session = Depends(_unit_of_work, scope="function")) -> Session:
     """One session per request, committed once when the handler has succeeded, before the answer is sent.
 
