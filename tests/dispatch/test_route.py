@@ -8,10 +8,13 @@ import factories
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel
 from xihu.appeals.schemas import AppealCreate
+from xihu.core.audit import AuditEntry
+from xihu.core.db import batch_memo
 from xihu.core.security import Actor
 from xihu.dispatch import registry, responsibility
 from xihu.dispatch import service as dispatch_service
-from xihu.dispatch.schemas import RoutingInput, RuleUpdate
+from xihu.dispatch.schemas import RoutingInput, RuleUpdate, Suggestion
+from xihu.places import service as places_service
 
 ADMIN = Actor.system("测试管理员")
 LAMP = "小区路灯坏了好几天，晚上很黑，物业一直不修"
@@ -79,3 +82,53 @@ def test_location_from_text_when_no_place_is_given(session, model) -> None:
     result = dispatch_service.route(session=session, appeal=RoutingInput(description="蒋村街道" + LAMP))
     assert result.street_id == factories.unit(session, "330106011")
     assert "蒋村" in result.location_reason
+
+
+def test_a_batch_scored_ahead_routes_as_appeals_scored_one_by_one(session, model, monkeypatch) -> None:
+    xixi = factories.unit(session, "330106004")
+    texts = [
+        LAMP,
+        "小区门口的饭店油烟很大，晚上还很吵",
+        "孩子入学报名材料不知道怎么交",
+        "公交车站搬走了，老人坐车很不方便",
+    ]
+
+    def route_all() -> list[Suggestion]:
+        return [
+            dispatch_service.route(session=session, appeal=RoutingInput(description=t, street_id=xixi))
+            for t in texts
+        ]
+
+    alone = route_all()
+    active = registry.active_model(session=session)
+    assert active is not None
+    asked: list[int] = []
+    predict_proba = active[0].predict_proba
+
+    def counting(batch: list[str]) -> list[dict[str, float]]:
+        asked.append(len(batch))
+        return predict_proba(batch)
+
+    monkeypatch.setattr(active[0], "predict_proba", counting)
+    with batch_memo(session):
+        dispatch_service.score_ahead(
+            session=session, texts=[dispatch_service.routing_text("", t) for t in texts]
+        )
+        batched = route_all()
+    assert asked == [len(texts)]  # one pass for the batch, none per appeal
+    for one, other in zip(alone, batched, strict=True):
+        assert [(c.category, c.unit_id, c.reasons) for c in one.candidates] == [
+            (c.category, c.unit_id, c.reasons) for c in other.candidates
+        ]
+        assert [c.confidence for c in one.candidates] == pytest.approx(
+            [c.confidence for c in other.candidates]
+        )
+        assert one.auto == other.auto
+
+
+def test_memoized_lookups_leave_the_batch_rows_pending(session) -> None:
+    unit = factories.unit(session, "330106004")
+    with batch_memo(session):
+        session.add(AuditEntry(actor_kind="system", actor_label="测试", action="test.pending", entity="test"))
+        places_service.get_unit(session=session, unit_id=unit)
+        assert any(isinstance(obj, AuditEntry) for obj in session.new)

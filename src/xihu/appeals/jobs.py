@@ -157,6 +157,7 @@ def _route_together(session: Session, ids: list[int]) -> int:
     appeals = list(session.scalars(lock_for_update(stmt, session)))
     routed = 0
     with batch_memo(session):
+        appeal_service.score_ahead(session=session, appeals=appeals)
         for appeal in appeals:
             routed += appeal_service.route_queued(session=session, appeal_id=appeal.id)
     # the rows routing adds per appeal, written as plain many-row INSERTs (nothing reads them back here)

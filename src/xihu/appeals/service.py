@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -405,6 +406,12 @@ def _route(session: Session, appeal: Appeal) -> None:
                 unit_id=best.unit_id, category=best.category, message="智能派单：" + "；".join(best.reasons)
             ),
         )
+
+
+def score_ahead(*, session: Session, appeals: Sequence[Appeal]) -> None:
+    """Score a batch's texts together before `route_queued` takes them one by one (in `batch_memo`)."""
+    texts = [dispatch_service.routing_text(a.title, a.description) for a in appeals]
+    dispatch_service.score_ahead(session=session, texts=texts)
 
 
 def route_queued(*, session: Session, appeal_id: int) -> bool:

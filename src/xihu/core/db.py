@@ -174,8 +174,19 @@ def memo(session: Session, key: Hashable, compute: Callable[[], T]) -> T:
     if cache is None:
         return compute()
     if key not in cache:
-        cache[key] = compute()
+        # Without autoflush: the block's own pending rows cannot change the reference data it may memoize,
+        # and flushing them here, mid-batch, would write them through the ORM row by row instead of with
+        # the batch's plain INSERTs at the end.
+        with session.no_autoflush:
+            cache[key] = compute()
     return cache[key]  # type: ignore[no-any-return]
+
+
+def remember(session: Session, key: Hashable, value: object) -> None:
+    """Store a value that `memo` will return for `key`, while a `batch_memo` block is open (else nothing)."""
+    cache = session.info.get(_MEMO)
+    if cache is not None:
+        cache[key] = value
 
 
 def insert_new_plainly(session: Session, *classes: type[Base]) -> int:

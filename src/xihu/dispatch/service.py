@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from xihu.core import clock
+from xihu.core.db import memo, remember
 from xihu.dispatch import feedback as _feedback  # noqa: F401 - subscribes to staff corrections
 from xihu.dispatch import location, registry, responsibility, rules
 from xihu.dispatch.models import DispatchDecision
@@ -23,7 +26,7 @@ def _category_scores(
     active = registry.active_model(session=session)
     if active is not None:
         model, version = active
-        probs = model.predict_proba([text])[0]
+        probs = memo(session, ("category_proba", version, text), lambda: model.predict_proba([text])[0])
         ranked = sorted(probs.items(), key=lambda kv: -kv[1])
         top = ranked[:TOP_K]
         if hint and hint in probs and hint not in {c for c, _ in top}:
@@ -49,6 +52,24 @@ def _category_scores(
     return scored, (0.0 if unambiguous else 1.01), RULES_VERSION
 
 
+def routing_text(title: str, description: str) -> str:
+    """The text the category model reads: title and description."""
+    return f"{title} {description}"
+
+
+def score_ahead(*, session: Session, texts: Sequence[str]) -> None:
+    """Score a batch's texts in one pass, for the `route` calls that follow in the same `batch_memo` block.
+
+    A worker routes a batch appeal by appeal; one matrix for all of them saves the model's per-call work.
+    """
+    active = registry.active_model(session=session)
+    if active is None or not texts:
+        return
+    model, version = active
+    for text, probs in zip(texts, model.predict_proba(texts), strict=True):
+        remember(session, ("category_proba", version, text), probs)
+
+
 def route(*, session: Session, appeal: RoutingInput) -> Suggestion:
     """Category (trained model, else keyword rules) -> unit (权责清单) at the located place.
 
@@ -56,7 +77,7 @@ def route(*, session: Session, appeal: RoutingInput) -> Suggestion:
     the target precision) and the responsibility table names a unit; otherwise the dispatcher decides
     among the top suggestions and their reasons.
     """
-    text = f"{appeal.title} {appeal.description}"
+    text = routing_text(appeal.title, appeal.description)
     street_id, community_id, location_reason = location.locate(
         session=session,
         place_street_id=appeal.street_id,
