@@ -77,6 +77,7 @@ _EXCEL_CR = re.compile(r"_x000d_", re.IGNORECASE)
 #    cannot read the longer map, so it must refuse these files)
 _FORMAT_VERSION = 3
 _READABLE_FORMATS = frozenset({1, 2, 3})
+_TFIDF_MEMO_SIZE = 256  # texts whose TF-IDF rows are kept: a worker batch of them, scored and then explained
 MEMBERS: tuple[str, ...] = ("svm", "nbsvm", "cnb")
 # Complement NB added nothing in cross-validation (the calibrator all but zeroes it); it stays for ablations
 DEFAULT_MEMBERS: tuple[str, ...] = ("svm", "nbsvm")
@@ -299,9 +300,11 @@ class CategoryModel:
 
     def _tfidf(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Sparse TF-IDF row of one text as (feature indices, l2-normalized weights), like the vectorizer."""
-        memo = self.__dict__.get("_memo")
-        if memo is not None and memo[0] == text:  # routing explains the text it has just scored
-            return memo[1], memo[2]
+        # routing explains the texts it has just scored, a worker's batch of them at a time
+        memo: dict[str, tuple[np.ndarray, np.ndarray]] = self.__dict__.setdefault("_memo", {})
+        found = memo.get(text)
+        if found is not None:
+            return found
         vectorizer = self._check()
         doc = normalize(text)
         idx, w = self._block(doc, vectorizer, "_lookup")
@@ -310,7 +313,10 @@ class CategoryModel:
             hidx, hw = self._block(doc[: self.head_len], head_vec, "_head_lookup")
             idx = np.r_[idx, hidx + len(vectorizer.idf_)]
             w = np.r_[w, hw * self.head_weight]
-        self.__dict__["_memo"] = (text, idx, w)
+        if len(memo) >= _TFIDF_MEMO_SIZE:
+            memo.clear()
+        idx.flags.writeable = w.flags.writeable = False  # shared by later calls: nobody may change them
+        memo[text] = (idx, w)
         return idx, w
 
     def _block(self, doc: str, vectorizer: TfidfVectorizer, key: str) -> tuple[np.ndarray, np.ndarray]:
