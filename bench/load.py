@@ -10,6 +10,7 @@ acknowledged appeal is in the database and that the workers' queues (routing, ro
 Prints one JSON line. Usage:
   python bench/load.py [--seconds 300] [--backend postgresql|sqlite] [--web-workers 2] [--job-workers 1]
                        [--intake-rate 300 --intake-connections 128 --read-rate 10]
+                       [--keep-database]
 """
 
 from __future__ import annotations
@@ -222,6 +223,7 @@ def main() -> None:
         default=0,
         help="offered intakes/s on an open-loop schedule (0: each connection sends again when answered)",
     )
+    parser.add_argument("--keep-database", action="store_true", help="leave the run's database to inspect")
     parser.add_argument("--read-connections", type=int, default=4, help="each for tracking, inbox, cockpit")
     parser.add_argument(
         "--read-rate",
@@ -435,7 +437,10 @@ def main() -> None:
         if args.backend == "postgresql":
             admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "xihu_load_{run}" WITH (FORCE)'))
+                if args.keep_database:
+                    result["database_kept"] = f"xihu_load_{run}"
+                else:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "xihu_load_{run}" WITH (FORCE)'))
                 if switched_autovacuum:  # leave the server as it was
                     conn.execute(text("ALTER SYSTEM RESET autovacuum"))
                     conn.execute(text("SELECT pg_reload_conf()"))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import factories
@@ -15,6 +17,9 @@ from conftest import login
 from xihu.appeals import pages
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import State
+from xihu.appeals.models import AppealUnit
+from xihu.appeals.schemas import DispatchIn
+from xihu.core import clock
 
 
 def _five_dispatched(session: Session) -> set[int]:
@@ -49,3 +54,49 @@ def test_the_inbox_page_shows_a_capped_count_as_more(
     page = client.get("/staff")
     assert page.status_code == 200
     assert "共 3 余件" in page.text
+
+
+def test_a_scoped_list_pages_every_way_into_the_scope_newest_first(session: Session, actor_of: Any) -> None:
+    # A street's staff see what the street leads, co-handles or has on its ground; each way is read apart and
+    # merged, so the pages and capped counts must still be the one newest-first list, each appeal once.
+    street, elsewhere = "330106004", "330106005"
+    street_id, elsewhere_id = factories.unit(session, street), factories.unit(session, elsewhere)
+    made: list[int] = []
+    for i in range(14):
+        clock.advance(timedelta(minutes=1))
+        where = {"street_id": street_id if i % 3 else elsewhere_id}
+        if i % 4 == 0:
+            made.append(factories.dispatched(session, street, **where).id)  # led by the street
+        elif i % 4 == 1:
+            appeal = factories.submitted(session, **where)
+            appeal_service.dispatch(
+                session=session,
+                actor=factories.SYSTEM,
+                appeal_id=appeal.id,
+                data=DispatchIn(unit_id=factories.unit(session, "D-CG"), co_unit_ids=[street_id]),
+            )
+            made.append(appeal.id)  # co-handled by the street
+        else:
+            made.append(factories.dispatched(session, "D-ZJ", **where).id)  # a department's
+    actor = actor_of("handler", street)
+    everything = appeal_service.search(session=session, actor=actor_of("dispatcher"), size=100)
+    expected = [
+        a.id for a in everything.items if a.street_id == street_id or _in_units(session, a.id, street_id)
+    ]
+    assert set(expected) < set(made) and len(expected) > 5
+    for count_up_to in (None, 3, len(expected), len(expected) + 2):
+        pages = [
+            appeal_service.search(session=session, actor=actor, page=p, size=4, count_up_to=count_up_to)
+            for p in (1, 2, 3, 4)
+        ]
+        assert [a.id for page in pages for a in page.items] == expected
+        capped = count_up_to is not None and len(expected) > count_up_to
+        assert pages[0].total == (count_up_to if capped else len(expected))
+        assert pages[0].more == capped
+
+
+def _in_units(session: Session, appeal_id: int, unit_id: int) -> bool:
+    return any(
+        u.unit_id == unit_id
+        for u in session.scalars(select(AppealUnit).where(AppealUnit.appeal_id == appeal_id))
+    )

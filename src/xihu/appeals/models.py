@@ -21,6 +21,10 @@ class Appeal(Base):
         Index("ix_appeals_state_created", "state", "created_at"),
         Index("ix_appeals_created_id", "created_at", "id"),  # the lists' order: a page reads only its rows
         Index("ix_appeals_lead_state", "lead_unit_id", "state"),
+        # a unit's or an area's newest appeals, read without passing the rest (see service.search)
+        Index("ix_appeals_lead_created", "lead_unit_id", "created_at", "id"),
+        Index("ix_appeals_street_created", "street_id", "created_at", "id"),
+        Index("ix_appeals_community_created", "community_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -33,8 +37,8 @@ class Appeal(Base):
     priority: Mapped[str] = mapped_column(String(12), default="normal")
     state: Mapped[str] = mapped_column(String(16), default="submitted")
     place_id: Mapped[int | None] = mapped_column(ForeignKey("places.id"), nullable=True, index=True)
-    street_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True, index=True)
-    community_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True, index=True)
+    street_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
     address: Mapped[str] = mapped_column(String(200), default="")
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -64,11 +68,15 @@ class AppealUnit(Base):
     """A unit handling an appeal: the lead, or a co-handler (协办)."""
 
     __tablename__ = "appeal_units"
-    __table_args__ = (UniqueConstraint("appeal_id", "unit_id"),)
+    __table_args__ = (
+        UniqueConstraint("appeal_id", "unit_id"),
+        # a unit's co-handled appeals, found without passing those it leads (see service.search)
+        Index("ix_appeal_units_unit_role", "unit_id", "role"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     appeal_id: Mapped[int] = mapped_column(ForeignKey("appeals.id"), index=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
     role: Mapped[str] = mapped_column(String(8))
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, or_, select
+from sqlalchemy import Select, Subquery, Table, delete, func, insert, or_, select, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -1246,18 +1246,6 @@ def search(
     page = max(1, page)
     stmt = select(Appeal)
     scope = read_scope(session=session, actor=actor)
-    if scope is not None:
-        mine = select(AppealUnit.appeal_id).where(AppealUnit.unit_id == scope)
-        # The lead unit is among its appeal's units anyway; asked first, it spares PostgreSQL building the
-        # set of all the unit's appeals for the newest rows, which nearly always are the unit's own.
-        stmt = stmt.where(
-            or_(
-                Appeal.lead_unit_id == scope,
-                Appeal.id.in_(mine),
-                Appeal.street_id == scope,
-                Appeal.community_id == scope,
-            )
-        )
     if states:
         stmt = stmt.where(Appeal.state.in_([s.value for s in states]))
     if unit_id is not None:
@@ -1282,12 +1270,21 @@ def search(
             or_(Appeal.id.in_(late), Appeal.id.in_(breached)),
             Appeal.state.in_([s.value for s in OPEN_STATES]),
         )
-    newest_first = stmt.order_by(Appeal.created_at.desc(), Appeal.id.desc())
-    # counted in the page's order, so that a capped count reads the same index as the page does
-    counted = stmt if count_up_to is None else newest_first.limit(count_up_to + 1)
-    total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
+    if scope is None:
+        newest_first = stmt.order_by(Appeal.created_at.desc(), Appeal.id.desc())
+        # counted in the page's order, so that a capped count reads the same index as the page does
+        counted = stmt if count_up_to is None else newest_first.limit(count_up_to + 1)
+        total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
+        rows = list(session.scalars(newest_first.offset((page - 1) * size).limit(size)))
+    else:
+        counted_ids = _in_scope_newest(stmt, scope, None if count_up_to is None else count_up_to + 1)
+        total = session.scalar(select(func.count()).select_from(counted_ids)) or 0
+        ids = _in_scope_newest(stmt, scope, page * size)
+        page_ids = select(ids.c.id).order_by(ids.c.created_at.desc(), ids.c.id.desc())
+        wanted = list(session.scalars(page_ids.offset((page - 1) * size).limit(size)))
+        by_id = {a.id: a for a in session.scalars(select(Appeal).where(Appeal.id.in_(wanted)))}
+        rows = [by_id[i] for i in wanted]
     more = count_up_to is not None and total > count_up_to
-    rows = list(session.scalars(newest_first.offset((page - 1) * size).limit(size)))
     names = _names_for(session, rows)
     due = _next_due(session, [a.id for a in rows])
     return AppealPage(
@@ -1297,6 +1294,31 @@ def search(
         page=page,
         size=size,
     )
+
+
+def _in_scope_newest(stmt: Select[Any], scope: int, reach: int | None) -> Subquery:
+    """(id, created_at) of what `stmt` finds in a unit's or an area's scope, the newest `reach` each way in.
+
+    An appeal is in scope when the unit leads or co-handles it (协办), or it lies in the street or community.
+    Asked as one OR, PostgreSQL walked all appeals newest first and tested each: when routing lagged, a
+    department's inbox passed every unrouted appeal on each view (13,500 of them, 30 ms). Each way alone is
+    read in its own index's order and only as far as the page and the capped count need.
+    """
+    co = select(AppealUnit.appeal_id).where(AppealUnit.unit_id == scope, AppealUnit.role == UnitRole.co.value)
+    ways = [
+        Appeal.lead_unit_id == scope,
+        Appeal.id.in_(co),
+        Appeal.street_id == scope,
+        Appeal.community_id == scope,
+    ]
+    parts = []
+    for way in ways:
+        part = stmt.where(way).with_only_columns(Appeal.id, Appeal.created_at)
+        if reach is not None:
+            part = part.order_by(Appeal.created_at.desc(), Appeal.id.desc()).limit(reach)
+        sub = part.subquery()
+        parts.append(select(sub.c.id, sub.c.created_at))
+    return union(*parts).subquery()
 
 
 def suggestions_for(*, session: Session, actor: Actor, appeal_id: int) -> list[dict[str, Any]]:
