@@ -1277,7 +1277,8 @@ def search(
         total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
         rows = list(session.scalars(newest_first.offset((page - 1) * size).limit(size)))
     else:
-        counted_ids = _in_scope_newest(stmt, scope, None if count_up_to is None else count_up_to + 1)
+        capped = None if count_up_to is None else count_up_to + 1
+        counted_ids = _in_scope_newest(stmt, scope, capped, ordered=False)
         total = session.scalar(select(func.count()).select_from(counted_ids)) or 0
         ids = _in_scope_newest(stmt, scope, page * size)
         page_ids = select(ids.c.id).order_by(ids.c.created_at.desc(), ids.c.id.desc())
@@ -1296,13 +1297,14 @@ def search(
     )
 
 
-def _in_scope_newest(stmt: Select[Any], scope: int, reach: int | None) -> Subquery:
+def _in_scope_newest(stmt: Select[Any], scope: int, reach: int | None, *, ordered: bool = True) -> Subquery:
     """(id, created_at) of what `stmt` finds in a unit's or an area's scope, the newest `reach` each way in.
 
     An appeal is in scope when the unit leads or co-handles it (协办), or it lies in the street or community.
     Asked as one OR, PostgreSQL walked all appeals newest first and tested each: when routing lagged, a
     department's inbox passed every unrouted appeal on each view (13,500 of them, 30 ms). Each way alone is
-    read in its own index's order and only as far as the page and the capped count need.
+    read in its own index's order and only as far as the page and the capped count need. A capped count
+    needs no order (`ordered=False`): any `reach` rows of a way tell that there are more.
     """
     co = select(AppealUnit.appeal_id).where(AppealUnit.unit_id == scope, AppealUnit.role == UnitRole.co.value)
     ways = [
@@ -1315,7 +1317,9 @@ def _in_scope_newest(stmt: Select[Any], scope: int, reach: int | None) -> Subque
     for way in ways:
         part = stmt.where(way).with_only_columns(Appeal.id, Appeal.created_at)
         if reach is not None:
-            part = part.order_by(Appeal.created_at.desc(), Appeal.id.desc()).limit(reach)
+            if ordered:
+                part = part.order_by(Appeal.created_at.desc(), Appeal.id.desc())
+            part = part.limit(reach)
         sub = part.subquery()
         parts.append(select(sub.c.id, sub.c.created_at))
     return union(*parts).subquery()

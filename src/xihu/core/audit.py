@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Table, event, func, insert, inspect, select, text
+from sqlalchemy import JSON, Index, Integer, String, Table, event, func, insert, inspect, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from xihu.core import clock
@@ -35,6 +35,15 @@ class AuditEntry(Base):
     """One audited fact. Rows are only ever inserted (and chained once, when their transaction commits)."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (
+        # the sealer's queue: unsealed rows by id, without passing the sealed millions before them
+        Index(
+            "ix_audit_log_unsealed",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
