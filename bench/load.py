@@ -10,7 +10,7 @@ acknowledged appeal is in the database and that the workers' queues (routing, ro
 Prints one JSON line. Usage:
   python bench/load.py [--seconds 300] [--backend postgresql|sqlite] [--web-workers 2] [--job-workers 1]
                        [--intake-rate 300 --intake-connections 128 --read-rate 10]
-                       [--keep-database]
+                       [--job-nice N] [--keep-database]
 """
 
 from __future__ import annotations
@@ -223,6 +223,9 @@ def main() -> None:
         default=0,
         help="offered intakes/s on an open-loop schedule (0: each connection sends again when answered)",
     )
+    parser.add_argument(
+        "--job-nice", type=int, default=0, help="run the job workers at this niceness (requests first)"
+    )
     parser.add_argument("--keep-database", action="store_true", help="leave the run's database to inspect")
     parser.add_argument("--read-connections", type=int, default=4, help="each for tracking, inbox, cockpit")
     parser.add_argument(
@@ -270,7 +273,7 @@ def main() -> None:
     if args.backend == "postgresql":
         procs += [
             subprocess.Popen(
-                [XIHU, "worker"],
+                [*(["nice", "-n", str(args.job_nice)] if args.job_nice else []), XIHU, "worker"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=open(work / f"worker{i}.log", "wb"),  # noqa: SIM115
@@ -283,6 +286,7 @@ def main() -> None:
         "seconds": args.seconds,
         "intake_offered_rps": args.intake_rate or "closed loop",
         "intake_connections": args.intake_connections,
+        "job_nice": args.job_nice,
         "read_offered_rps_each": args.read_rate or "closed loop",
     }
     try:
