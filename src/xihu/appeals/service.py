@@ -1306,6 +1306,7 @@ def _in_scope_newest(stmt: Select[Any], scope: int, reach: int | None, *, ordere
     read in its own index's order and only as far as the page and the capped count need. A capped count
     needs no order (`ordered=False`): any `reach` rows of a way tell that there are more.
     """
+    # only co-handling rows: a lead's own row is written and removed with lead_unit_id (_set_units, return_)
     co = select(AppealUnit.appeal_id).where(AppealUnit.unit_id == scope, AppealUnit.role == UnitRole.co.value)
     ways = [
         Appeal.lead_unit_id == scope,
