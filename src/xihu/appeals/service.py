@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Subquery, Table, delete, func, insert, or_, select, union
+from sqlalchemy import ColumnElement, Select, Subquery, Table, delete, func, insert, or_, select, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -1277,14 +1277,14 @@ def search(
         total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
         rows = list(session.scalars(newest_first.offset((page - 1) * size).limit(size)))
     else:
+        ways = _ways_into(session, scope)
         capped = None if count_up_to is None else count_up_to + 1
-        counted_ids = _in_scope_newest(stmt, scope, capped, ordered=False)
+        counted_ids = _in_scope_newest(stmt, ways, capped, ordered=False)
         total = session.scalar(select(func.count()).select_from(counted_ids)) or 0
-        ids = _in_scope_newest(stmt, scope, page * size)
-        page_ids = select(ids.c.id).order_by(ids.c.created_at.desc(), ids.c.id.desc())
-        wanted = list(session.scalars(page_ids.offset((page - 1) * size).limit(size)))
-        by_id = {a.id: a for a in session.scalars(select(Appeal).where(Appeal.id.in_(wanted)))}
-        rows = [by_id[i] for i in wanted]
+        ids = _in_scope_newest(stmt, ways, page * size)
+        in_page = select(Appeal).join(ids, Appeal.id == ids.c.id)
+        in_page = in_page.order_by(ids.c.created_at.desc(), ids.c.id.desc())
+        rows = list(session.scalars(in_page.offset((page - 1) * size).limit(size)))
     more = count_up_to is not None and total > count_up_to
     names = _names_for(session, rows)
     due = _next_due(session, [a.id for a in rows])
@@ -1297,23 +1297,32 @@ def search(
     )
 
 
-def _in_scope_newest(stmt: Select[Any], scope: int, reach: int | None, *, ordered: bool = True) -> Subquery:
-    """(id, created_at) of what `stmt` finds in a unit's or an area's scope, the newest `reach` each way in.
-
-    An appeal is in scope when the unit leads or co-handles it (协办), or it lies in the street or community.
-    Asked as one OR, PostgreSQL walked all appeals newest first and tested each: when routing lagged, a
-    department's inbox passed every unrouted appeal on each view (13,500 of them, 30 ms). Each way alone is
-    read in its own index's order and only as far as the page and the capped count need. A capped count
-    needs no order (`ordered=False`): any `reach` rows of a way tell that there are more.
-    """
+def _ways_into(session: Session, scope: int) -> list[ColumnElement[bool]]:
+    """How an appeal comes into a unit's scope: it leads or co-handles it, or the appeal lies in its area."""
     # only co-handling rows: a lead's own row is written and removed with lead_unit_id (_set_units, return_)
     co = select(AppealUnit.appeal_id).where(AppealUnit.unit_id == scope, AppealUnit.role == UnitRole.co.value)
-    ways = [
-        Appeal.lead_unit_id == scope,
-        Appeal.id.in_(co),
-        Appeal.street_id == scope,
-        Appeal.community_id == scope,
-    ]
+    ways = [Appeal.lead_unit_id == scope, Appeal.id.in_(co)]
+    if scope == -1:
+        return ways
+    # an appeal's street is a street and its community a community or village: other units skip those ways
+    kind = places_service.get_unit(session=session, unit_id=scope).kind
+    if kind == UnitKind.street:
+        ways.append(Appeal.street_id == scope)
+    elif kind in (UnitKind.community, UnitKind.village):
+        ways.append(Appeal.community_id == scope)
+    return ways
+
+
+def _in_scope_newest(
+    stmt: Select[Any], ways: list[ColumnElement[bool]], reach: int | None, *, ordered: bool = True
+) -> Subquery:
+    """(id, created_at) of what `stmt` finds in a unit's or an area's scope, the newest `reach` each way in.
+
+    Asked as one OR of the ways (`_ways_into`), PostgreSQL walked all appeals newest first and tested each:
+    when routing lagged, a department's inbox passed every unrouted appeal on each view (13,500 of them,
+    30 ms). Each way alone is read in its own index's order and only as far as the page and the capped count
+    need. A capped count needs no order (`ordered=False`): any `reach` rows of a way tell that there are more.
+    """
     parts = []
     for way in ways:
         part = stmt.where(way).with_only_columns(Appeal.id, Appeal.created_at)
