@@ -19,6 +19,11 @@ RULES_VERSION = "rules-v1"
 TOP_K = 3
 
 
+def _scored(version: str, text: str) -> tuple[str, str, str]:
+    # the batch memo's key of a text's category probabilities (shared by score_ahead and route)
+    return ("category_proba", version, text)
+
+
 def _category_scores(
     session: Session, text: str, hint: str | None
 ) -> tuple[list[tuple[str, float, list[str]]], float, str]:
@@ -26,7 +31,7 @@ def _category_scores(
     active = registry.active_model(session=session)
     if active is not None:
         model, version = active
-        probs = memo(session, ("category_proba", version, text), lambda: model.predict_proba([text])[0])
+        probs = memo(session, _scored(version, text), lambda: model.predict_proba([text])[0])
         ranked = sorted(probs.items(), key=lambda kv: -kv[1])
         top = ranked[:TOP_K]
         if hint and hint in probs and hint not in {c for c, _ in top}:
@@ -67,7 +72,7 @@ def score_ahead(*, session: Session, texts: Sequence[str]) -> None:
         return
     model, version = active
     for text, probs in zip(texts, model.predict_proba(texts), strict=True):
-        remember(session, ("category_proba", version, text), probs)
+        remember(session, _scored(version, text), probs)
 
 
 def route(*, session: Session, appeal: RoutingInput) -> Suggestion:

@@ -40,9 +40,8 @@ def _roll_back_and_close(session: Session) -> None:
 
 async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     # An async generator, so that opening the session (no I/O until first use) costs no trip to the thread
-    # pool and the commit and the close share one. With the async dependencies below and run_and_commit, an
-    # anonymous intake goes to the pool once instead of six times; each trip costs a thread hand-off and
-    # GIL contention, which on a busy machine weighed more than the validation.
+    # pool and the commit and the close share one; each trip costs a thread hand-off and GIL contention,
+    # which on a busy machine weighed more than the work. (Intake skips even this: run_in_own_unit_of_work.)
     session = request.app.state.session_factory()
     try:
         yield session
@@ -52,23 +51,7 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     if session.in_transaction() or session.new or session.dirty or session.deleted:
         await run_in_threadpool(_commit_and_close, session)
     else:
-        session.close()  # committed by the handler already (run_and_commit): nothing left to send
-
-
-async def run_and_commit(session: Session, use_case: Callable[..., T], /, **kwargs: Any) -> T:
-    """Run a synchronous use case and commit its unit of work in the same trip to the thread pool.
-
-    For hot async routes (intake): the commit still happens before the answer, and a failed commit still
-    raises (the unit of work then rolls back and the client gets a 503), but the request hops to the pool
-    once instead of twice.
-    """
-
-    def run() -> T:
-        result = use_case(session=session, **kwargs)
-        session.commit()
-        return result
-
-    return await run_in_threadpool(run)
+        session.close()  # nothing written: nothing to send
 
 
 async def run_in_own_unit_of_work(request: Request, use_case: Callable[..., T], /, **kwargs: Any) -> T:
@@ -76,14 +59,20 @@ async def run_in_own_unit_of_work(request: Request, use_case: Callable[..., T], 
 
     For the hottest route (intake) only: FastAPI resolves a dependency chain (CSRF, actor, session and its
     exit stack) on every request, and under load that machinery cost the web process more CPU than the
-    intake's own work. The use case gets `session` and `actor`; the commit happens before the answer, and
-    a failure rolls back and propagates as with `get_session`.
+    intake's own work. The use case gets `session` and `actor`; it and its commit run in one trip to the
+    thread pool, before the answer, and a failure rolls back and propagates as with `get_session` (a failed
+    commit becomes a 503).
     """
     await verify_csrf_api(request)
     session = request.app.state.session_factory()
+
+    def run(actor: Actor) -> T:
+        result = use_case(session=session, actor=actor, **kwargs)
+        session.commit()
+        return result
+
     try:
-        actor = await get_actor(request, session)
-        result = await run_and_commit(session, use_case, actor=actor, **kwargs)
+        result = await run_in_threadpool(run, await get_actor(request, session))
     except BaseException:
         await run_in_threadpool(_roll_back_and_close, session)
         raise
