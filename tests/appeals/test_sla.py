@@ -249,6 +249,39 @@ def test_sweeper_escalates_a_breached_sign_clock_exactly_once(session, session_f
     assert _clocks(session, result.id)["handle"].breached_at is not None
 
 
+def test_one_sweep_escalates_many_appeals_each_to_its_own_people(session, session_factory, make_user) -> None:
+    supervisor = make_user("supervisor", None)
+    zj_handler = make_user("handler", "D-ZJ")
+    cg_handler = make_user("handler", "D-CG")
+    cg_grid = make_user("grid", "D-CG")
+    clock.freeze(T0)
+    # interleaved units, so that a batch's remembered lists of people are used again and again
+    units = ["D-ZJ", "D-CG", "D-ZJ", "D-CG", "D-CG"]
+    results = [factories.dispatched(session, unit_code=code) for code in units]
+    session.commit()
+
+    clock.advance(timedelta(seconds=61))
+    assert sweep_deadlines(session_factory, "w1") == len(results)
+    session.expire_all()
+    expected = {"D-ZJ": {supervisor.id, zj_handler.id}, "D-CG": {supervisor.id, cg_handler.id, cg_grid.id}}
+    for code, result in zip(units, results, strict=True):
+        msgs = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.subject == f"超时督办 {result.tracking_code}")
+        ).all()
+        assert sorted(m.user_id for m in msgs) == sorted(expected[code])
+        assert session.get(Appeal, result.id).flagged is True
+        assert _count(session, Supervision, Supervision.appeal_id == result.id) == 1
+        assert (
+            _count(
+                session, AppealEvent, AppealEvent.appeal_id == result.id, AppealEvent.action == "supervise"
+            )
+            == 1
+        )
+    breach_audits = session.scalars(select(AuditEntry).where(AuditEntry.action == "appeal.sla_breach")).all()
+    assert sorted(int(a.entity_id) for a in breach_audits) == sorted(r.id for r in results)
+    assert sweep_deadlines(session_factory, "w1") == 0
+
+
 def test_escalation_comes_at_the_first_sweep_after_the_due_time(session, session_factory) -> None:
     interval = Settings().sweep_interval_seconds
     assert 0 < interval < 60  # the 1-minute clock needs a sweeper that runs more often than that

@@ -23,13 +23,11 @@ log = logging.getLogger("xihu.sla")
 SWEEPER = Actor.system("时限监控")
 
 
-def _escalate(session: Session, deadline: Deadline) -> None:
+def _escalate(session: Session, deadline: Deadline, appeal: Appeal) -> None:
     now = clock.now()
     deadline.open = False
     deadline.breached_at = now
     deadline.escalated_at = now
-    appeal = session.get(Appeal, deadline.appeal_id)
-    assert appeal is not None
     kind = DeadlineKind(deadline.kind)
     reason = f"超时未{kind.label}（时限 {clock.fmt(deadline.due_at, '%m-%d %H:%M')}），系统自动督办"
     appeal.flagged = True
@@ -94,12 +92,30 @@ def sweep_deadlines(factory: sessionmaker[Session], worker_id: str, batch: int =
                 .limit(batch)
             )
             rows = list(session.scalars(lock_skip_locked(stmt, session)))
-            for deadline in rows:
-                _escalate(session, deadline)
+            _escalate_together(session, rows)
             session.commit()
         escalated += len(rows)
         if len(rows) < batch:
             return escalated
+
+
+# the rows an escalation adds, written as plain many-row INSERTs; its audit row stays with the ORM, so that
+# without XIHU_DEFER_TO_WORKERS it is chained when the batch commits
+_ESCALATION_ROWS = (Supervision, AppealEvent, OutboxMessage)
+
+
+def _escalate_together(session: Session, deadlines: list[Deadline]) -> None:
+    # A backlog (nobody signed in time, or the worker was down) breaches hundreds of clocks at once: their
+    # appeals are read in one statement and the accounts to notify once per batch, and nothing is flushed
+    # row by row in between (each account lookup used to flush the rows the escalations before it had added).
+    if not deadlines:
+        return
+    ids = sorted({d.appeal_id for d in deadlines})
+    appeals = {a.id: a for a in session.scalars(select(Appeal).where(Appeal.id.in_(ids)))}
+    with batch_memo(session):
+        for deadline in deadlines:
+            _escalate(session, deadline, appeals[deadline.appeal_id])
+    insert_new_plainly(session, *_ESCALATION_ROWS)
 
 
 MAX_ROUTING_ATTEMPTS = 5

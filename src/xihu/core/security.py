@@ -333,14 +333,15 @@ def logout(*, session: Session, token: str | None) -> None:
 
 def list_users_with_role(
     *, session: Session, role: Role | tuple[Role, ...], unit_id: int | None = None
-) -> list[User]:
+) -> tuple[User, ...]:
     """Active accounts of a role (or of any of several), optionally in one unit (for notifications)."""
     roles = tuple(r.value for r in (role if isinstance(role, tuple) else (role,)))
 
-    def ask() -> list[User]:
+    # a tuple: within a `batch_memo` every caller gets the same answer, which must not be added to in place
+    def ask() -> tuple[User, ...]:
         stmt = select(User).where(User.role.in_(roles), User.active.is_(True))
         if unit_id is not None:
             stmt = stmt.where(User.unit_id == unit_id)
-        return list(session.scalars(stmt.order_by(User.id)))
+        return tuple(session.scalars(stmt.order_by(User.id)))
 
     return memo(session, ("users_with_role", roles, unit_id), ask)
