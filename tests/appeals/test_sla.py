@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 import factories
@@ -13,7 +14,7 @@ from xihu.appeals.enums import Priority, State
 from xihu.appeals.jobs import sweep_deadlines
 from xihu.appeals.models import Appeal, AppealEvent, Deadline, SlaPolicy, Supervision
 from xihu.appeals.schemas import DecideExtensionIn, DispatchIn, ExtensionIn, MergeIn
-from xihu.core import clock
+from xihu.core import audit, clock
 from xihu.core.audit import AuditEntry
 from xihu.core.config import Settings
 from xihu.core.outbox import OutboxMessage
@@ -249,7 +250,12 @@ def test_sweeper_escalates_a_breached_sign_clock_exactly_once(session, session_f
     assert _clocks(session, result.id)["handle"].breached_at is not None
 
 
-def test_one_sweep_escalates_many_appeals_each_to_its_own_people(session, session_factory, make_user) -> None:
+@pytest.mark.parametrize("defer", [False, True], ids=["chained-at-commit", "sealed-by-worker"])
+def test_one_sweep_escalates_many_appeals_each_to_its_own_people(
+    session, session_factory, make_user, request, defer: bool
+) -> None:
+    if defer:
+        request.getfixturevalue("deferred")
     supervisor = make_user("supervisor", None)
     zj_handler = make_user("handler", "D-ZJ")
     cg_handler = make_user("handler", "D-CG")
@@ -280,6 +286,14 @@ def test_one_sweep_escalates_many_appeals_each_to_its_own_people(session, sessio
     breach_audits = session.scalars(select(AuditEntry).where(AuditEntry.action == "appeal.sla_breach")).all()
     assert sorted(int(a.entity_id) for a in breach_audits) == sorted(r.id for r in results)
     assert sweep_deadlines(session_factory, "w1") == 0
+    # the escalations' audit rows join the hash chain: at commit, or when a worker seals them
+    if defer:
+        assert audit.verify(session=session).pending >= len(results)
+        audit.seal_job(session_factory, "w1")
+    session.expire_all()
+    report = audit.verify(session=session)
+    assert report.ok and report.pending == 0
+    assert {a.seq is not None for a in breach_audits} == {True}
 
 
 def test_escalation_comes_at_the_first_sweep_after_the_due_time(session, session_factory) -> None:

@@ -13,6 +13,7 @@ from xihu.appeals.enums import Action, DeadlineKind, State
 from xihu.appeals.models import Appeal, AppealEvent, AppealUnit, Deadline, RoutingTask, Supervision
 from xihu.core import audit, clock, events, outbox
 from xihu.core.audit import AuditEntry
+from xihu.core.config import get_settings
 from xihu.core.db import batch_memo, insert_new_plainly
 from xihu.core.jobs import lock_for_update, lock_skip_locked, periodic
 from xihu.core.outbox import OutboxMessage
@@ -99,8 +100,7 @@ def sweep_deadlines(factory: sessionmaker[Session], worker_id: str, batch: int =
             return escalated
 
 
-# the rows an escalation adds, written as plain many-row INSERTs; its audit row stays with the ORM, so that
-# without XIHU_DEFER_TO_WORKERS it is chained when the batch commits
+# the rows an escalation adds, written as plain many-row INSERTs
 _ESCALATION_ROWS = (Supervision, AppealEvent, OutboxMessage)
 
 
@@ -115,7 +115,9 @@ def _escalate_together(session: Session, deadlines: list[Deadline]) -> None:
     with batch_memo(session):
         for deadline in deadlines:
             _escalate(session, deadline, appeals[deadline.appeal_id])
-    insert_new_plainly(session, *_ESCALATION_ROWS)
+    # audit rows too where a worker seals them later; else the ORM keeps them, to be chained at commit
+    sealed_later = (AuditEntry,) if get_settings().defer_to_workers else ()
+    insert_new_plainly(session, *_ESCALATION_ROWS, *sealed_later)
 
 
 MAX_ROUTING_ATTEMPTS = 5
