@@ -155,6 +155,26 @@ def test_a_message_leased_by_another_worker_waits_for_the_lease(session, session
     assert _msg(session, msg_id).status == "sent"
 
 
+def test_an_in_app_message_leased_by_another_worker_waits_for_the_lease(
+    session, session_factory, make_user
+) -> None:
+    """In-app messages go without a lease, but one that another worker has leased is left to it."""
+    user = make_user("handler", "D-ZJ")
+    clock.freeze(T0)
+    leased = enqueue(session=session, channel="inapp", user_id=user.id, subject="派单 1", body="b")
+    free = enqueue(session=session, channel="inapp", user_id=user.id, subject="派单 2", body="b")
+    session.flush()
+    leased.lease_owner, leased.lease_until = "w2", T0 + outbox.LEASE
+    session.commit()
+    assert deliver_due(session_factory, "w1") == 1
+    assert (_msg(session, leased.id).status, _msg(session, free.id).status) == ("pending", "sent")
+    clock.advance(outbox.LEASE + timedelta(seconds=1))  # w2 died; its lease ran out
+    assert deliver_due(session_factory, "w1") == 1
+    assert _msg(session, leased.id).status == "sent"
+    inbox = session.scalars(select(InboxMessage.outbox_id).where(InboxMessage.user_id == user.id)).all()
+    assert sorted(inbox) == sorted([leased.id, free.id])
+
+
 def test_in_app_messages_of_a_claim_are_delivered_together(session, session_factory, make_user) -> None:
     """Forty in-app notices take a handful of statements, not a transaction each (as they did before)."""
     users = [make_user("handler", "D-ZJ"), make_user("handler", "D-ZJ")]

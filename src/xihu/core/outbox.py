@@ -144,23 +144,67 @@ def _claim(factory: sessionmaker[Session], worker_id: str, batch: int) -> list[i
 def deliver_due(factory: sessionmaker[Session], worker_id: str, batch: int = 50) -> int:
     """Deliver pending messages; failures are retried with backoff, then marked dead.
 
-    In-app messages only write rows, so a claim's worth goes in one transaction; if that fails they go one by
-    one like the others (SMS, webhook), each in its own transaction so that one failure holds up no other.
+    In-app messages only write rows, so a batch of them is taken and delivered in one transaction, without a
+    lease. The rest (SMS, webhook), and in-app messages whose batch failed, are leased first and then
+    delivered: in-app ones of a claim together once more, the others one by one, each in its own
+    transaction, so that one failure holds up no other and is recorded on its message.
     """
+    try:
+        delivered = _deliver_in_app_at_once(factory, batch)
+    except OperationalError:
+        raise  # the database is away: nothing was taken, the next round tries again
+    except Exception:  # noqa: BLE001 - the claim below takes them and finds the culprit
+        log.warning("delivering in-app messages at once failed; claiming them instead")
+        delivered = 0
     ids = _claim(factory, worker_id, batch)
     if not ids:
-        return 0
+        return delivered
     try:
-        delivered, in_app = _deliver_in_app_together(factory, worker_id, ids)
+        together, in_app = _deliver_in_app_together(factory, worker_id, ids)
     except OperationalError:
         raise  # the database is away: the leases lapse and the messages are claimed again later
     except Exception:  # noqa: BLE001 - redone one by one below, which records the culprit
         log.warning("delivering %d in-app messages together failed; delivering them one by one", len(ids))
-        delivered, in_app = 0, set()
+        together, in_app = 0, set()
+    delivered += together
     for msg_id in ids:
         if msg_id not in in_app:
             delivered += _deliver_one(factory, worker_id, msg_id)
     return delivered
+
+
+def _deliver_in_app_at_once(factory: sessionmaker[Session], batch: int) -> int:
+    # The row lock is the claim: the inbox rows and the "sent" mark commit together or not at all, so an
+    # in-app message needs no lease (a lease is for sends outside the database, which may hang or fail).
+    now = clock.now()
+    with factory() as session:
+        stmt = (
+            select(OutboxMessage)
+            .where(OutboxMessage.status == "pending", OutboxMessage.channel == "inapp")
+            .where(OutboxMessage.next_attempt_at <= now)
+            .where((OutboxMessage.lease_until.is_(None)) | (OutboxMessage.lease_until < now))
+            .order_by(OutboxMessage.id)
+            .limit(batch)
+        )
+        msgs = list(session.scalars(lock_skip_locked(stmt, session)))
+        if not msgs:
+            return 0
+        return _mark_delivered(session, msgs, now)
+
+
+def _mark_delivered(session: Session, msgs: list[OutboxMessage], now: datetime) -> int:
+    """Write the in-app messages' inbox rows, mark them sent and commit; how many."""
+    rows = [_inbox_row(m, now) for m in msgs if m.user_id is not None]
+    if rows:
+        session.execute(insert(_INBOX), rows)
+    done = [m.id for m in msgs]
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(done))
+        .values(status="sent", sent_at=now, lease_until=None, lease_owner=None)
+    )
+    session.commit()
+    return len(done)
 
 
 def _deliver_in_app_together(
@@ -176,18 +220,7 @@ def _deliver_in_app_together(
         msgs = list(session.scalars(lock_for_update(stmt, session)))
         if not msgs:
             return 0, set()
-        now = clock.now()
-        rows = [_inbox_row(m, now) for m in msgs if m.user_id is not None]
-        if rows:
-            session.execute(insert(_INBOX), rows)
-        done = [m.id for m in msgs]
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(done))
-            .values(status="sent", sent_at=now, lease_until=None, lease_owner=None)
-        )
-        session.commit()
-        return len(done), set(done)
+        return _mark_delivered(session, msgs, clock.now()), {m.id for m in msgs}
 
 
 def _inbox_row(msg: OutboxMessage, now: datetime) -> dict[str, object]:
