@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -179,3 +180,59 @@ def test_factory_appeal_is_not_a_replay(session) -> None:
     a = factories.submitted(session)
     b = factories.submitted(session)
     assert a.id != b.id and a.created and b.created
+
+
+@pytest.fixture
+def handled_by_fastapi(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths of the requests that went through FastAPI's general parameter handling."""
+    import fastapi.routing
+
+    seen: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*, request, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(request.url.path)
+        return await solve(request=request, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "application/merge-patch+json"]
+)
+def test_intake_answers_alike_on_its_lean_way_and_on_fastapis(
+    client, session, unit_id, handled_by_fastapi, content_type
+) -> None:
+    """A valid JSON body skips FastAPI's parameter handling, another content type takes it: same answers."""
+    lean = content_type.startswith("application/json")
+    key = _key()
+    body = json.dumps(_body(unit_id), ensure_ascii=False).encode()
+    headers = {"Idempotency-Key": key, "Content-Type": content_type}
+    before = _counts(session)
+    first = client.post("/api/appeals", content=body, headers=headers)
+    again = client.post("/api/appeals", content=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200), first.text
+    assert first.headers["content-type"] == "application/json"
+    assert set(first.json()) == {"id", "tracking_code", "state", "state_label", "created", "tracking_url"}
+    assert (first.json()["created"], again.json()["created"]) == (True, False)
+    assert again.json()["id"] == first.json()["id"]
+    assert _counts(session)[0] == before[0] + 1
+    assert handled_by_fastapi.count("/api/appeals") == (0 if lean else 2)
+
+
+def test_intake_errors_take_fastapis_way(client, session, unit_id, handled_by_fastapi) -> None:
+    """Broken JSON, invalid fields and an overlong key are worded by FastAPI's handling, as on every route."""
+    before = _counts(session)
+    broken = client.post(
+        "/api/appeals", content=b'{"description": ', headers={"Content-Type": "application/json"}
+    )
+    short = client.post("/api/appeals", json=_body(unit_id, description="路灯"))
+    long_key = client.post("/api/appeals", json=_body(unit_id), headers={"Idempotency-Key": "k" * 81})
+    assert (broken.status_code, short.status_code, long_key.status_code) == (422, 422, 422)
+    assert "诉求内容至少 5 个字" in short.json()["error"]["message"]
+    assert "Idempotency-Key" in long_key.json()["error"]["message"]
+    assert broken.json()["error"]["code"] == "invalid"
+    # FastAPI refuses the broken JSON before its parameter handling; the other two went through it
+    assert handled_by_fastapi.count("/api/appeals") == 2
+    assert _counts(session) == before
