@@ -40,12 +40,12 @@ class Settings(BaseSettings):
     # Busy deployments: the request only stores and acknowledges; routing, the analysis rollups and sealing
     # the audit chain are done by `xihu worker` within seconds, so requests neither compute nor wait on locks.
     defer_to_workers: bool = False
-    # PostgreSQL connections each process keeps (opened as needed, then kept: no overflow connections that
-    # are opened and closed again under load, each a new server process). A request that finds them all busy
-    # waits up to db_pool_timeout_seconds, then gets a 503. Mind max_connections: processes × pool size.
     # A cockpit's figures are computed from rollups that workers update every few seconds; viewers of the same
     # area within this many seconds are shown the same computation (0: compute for every view).
     cockpit_cache_seconds: float = 5.0
+    # PostgreSQL connections each process keeps (opened as needed, then kept: no overflow connections that
+    # are opened and closed again under load, each a new server process). A request that finds them all busy
+    # waits up to db_pool_timeout_seconds, then gets a 503. Mind max_connections: processes × pool size.
     db_pool_size: int = 20
     db_pool_timeout_seconds: float = 30.0
     max_upload_bytes: int = 5 * 1024 * 1024
