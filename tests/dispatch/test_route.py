@@ -132,3 +132,22 @@ def test_memoized_lookups_leave_the_batch_rows_pending(session) -> None:
         session.add(AuditEntry(actor_kind="system", actor_label="测试", action="test.pending", entity="test"))
         places_service.get_unit(session=session, unit_id=unit)
         assert any(isinstance(obj, AuditEntry) for obj in session.new)
+
+
+def test_the_citizen_timeline_names_the_unit_and_keeps_the_models_reasons_for_staff(session, model) -> None:
+    registry.reset_cache()
+    active = registry.active_model(session=session)
+    assert active is not None
+    active[0].threshold = 0.0  # the lamp report is dispatched automatically
+    appeal_in = AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004"))
+    submitted = appeal_service.submit(
+        session=session, actor=Actor.citizen(), appeal_in=appeal_in, channel=Channel.web
+    )
+    assert submitted.state == "dispatched"
+    public = appeal_service.track(session=session, tracking_code=submitted.tracking_code)
+    step = next(s for s in public.timeline if s.action == "dispatch")
+    assert step.message is not None and "由智能派单系统自动分派" in step.message
+    assert step.unit_name and step.unit_name in step.message
+    assert "文本特征" not in step.message and "权责清单" not in step.message
+    decision = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
+    assert any(r.startswith("文本特征") for r in decision[0]["reasons"])

@@ -402,9 +402,9 @@ def _route(session: Session, appeal: Appeal) -> None:
             session,
             appeal,
             DISPATCHER,
-            DispatchIn(
-                unit_id=best.unit_id, category=best.category, message="智能派单：" + "；".join(best.reasons)
-            ),
+            # the step reads the same to the citizen and to staff; the model's reasons (words, rule, place)
+            # are recorded with the decision and shown to staff beside the appeal, not on the public timeline
+            DispatchIn(unit_id=best.unit_id, category=best.category, message="由智能派单系统自动分派"),
         )
 
 
