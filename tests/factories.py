@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel
+from xihu.appeals.models import Appeal, AppealEvent, IdempotencyKey, RoutingTask
 from xihu.appeals.schemas import AppealCreate, CompleteIn, DispatchIn, SubmitResult
+from xihu.core.audit import AuditEntry
 from xihu.core.security import Actor
 from xihu.places import service as places_service
 
@@ -74,3 +78,20 @@ def completed(session: Session, unit_code: str = "D-ZJ", **overrides: Any) -> Su
         data=CompleteIn(reply="已派人修复路灯，感谢反映。"),
     )
     return result
+
+
+def remove_deferred_appeals(engine: Engine, ids: list[int]) -> None:
+    """Delete appeals a test really committed with routing deferred (nothing routed them), and their rows.
+
+    The test database is shared by the whole run: what a test commits, later tests would count.
+    """
+    with engine.begin() as conn:
+        for model in (IdempotencyKey, AppealEvent, RoutingTask):
+            conn.execute(delete(model).where(model.appeal_id.in_(ids)))
+        conn.execute(
+            delete(AuditEntry).where(AuditEntry.entity == "appeal", AuditEntry.entity_id.in_(map(str, ids)))
+        )
+        conn.execute(delete(Appeal).where(Appeal.id.in_(ids)))
+        conn.exec_driver_sql(
+            f"DELETE FROM analysis_rollup_queue WHERE appeal_id IN ({','.join(map(str, ids)) or 'NULL'})"
+        )

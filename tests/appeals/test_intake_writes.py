@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,17 +64,7 @@ def committed(engine: Engine) -> Iterator[tuple[sessionmaker[Session], list[int]
     """Sessions that really commit (for a race between two transactions); their appeals are removed after."""
     ids: list[int] = []
     yield make_session_factory(engine), ids
-    with engine.begin() as conn:
-        for model in (IdempotencyKey, AppealEvent, RoutingTask):
-            conn.execute(delete(model).where(model.appeal_id.in_(ids)))
-        conn.execute(
-            delete(AuditEntry).where(AuditEntry.entity == "appeal", AuditEntry.entity_id.in_(map(str, ids)))
-        )
-        conn.execute(delete(Appeal).where(Appeal.id.in_(ids)))
-        for table in ("analysis_rollup_queue",):
-            conn.exec_driver_sql(
-                f"DELETE FROM {table} WHERE appeal_id IN ({','.join(map(str, ids)) or 'NULL'})"
-            )
+    factories.remove_deferred_appeals(engine, ids)
 
 
 def test_a_retry_racing_the_first_submission_gets_the_same_appeal(

@@ -14,6 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+import factories
 from conftest import DATABASE_URL
 from xihu.core.config import Settings
 from xihu.core.db import make_engine
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_a_request_that_finds_no_free_connection_is_a_503_and_its_retry_is_stored_once(
-    tmp_path: Path, engine: Engine
+    tmp_path: Path, engine: Engine, deferred: None
 ) -> None:
+    """Routing is deferred: the appeal the test stores stays unrouted, so it can be removed afterwards."""
     from xihu.web.app import create_app
 
     settings = Settings(
@@ -56,6 +58,7 @@ def test_a_request_that_finds_no_free_connection_is_a_503_and_its_retry_is_store
     assert stored.status_code == 201, stored.text
     assert again.status_code == 200 and again.json()["tracking_code"] == stored.json()["tracking_code"]
     app.state.engine.dispose()
+    factories.remove_deferred_appeals(engine, [stored.json()["id"]])
 
 
 def test_connections_are_kept_not_reopened_under_concurrency(tmp_path: Path, engine: Engine) -> None:
