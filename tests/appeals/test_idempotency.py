@@ -233,6 +233,7 @@ def test_intake_errors_take_fastapis_way(client, session, unit_id, handled_by_fa
     assert "诉求内容至少 5 个字" in short.json()["error"]["message"]
     assert "Idempotency-Key" in long_key.json()["error"]["message"]
     assert broken.json()["error"]["code"] == "invalid"
+    assert "请求内容不是有效的 JSON" in broken.json()["error"]["message"]
     # FastAPI refuses the broken JSON before its parameter handling; the other two went through it
     assert handled_by_fastapi.count("/api/appeals") == 2
     assert _counts(session) == before

@@ -120,7 +120,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         ctx = err.get("ctx") or {}
         kind = err.get("type", "")
-        if kind == "missing":
+        if kind == "json_invalid":  # its location is the byte offset, which means nothing to a reader
+            field, zh = "body", f"请求内容不是有效的 JSON（第 {loc[-1]} 个字符附近）"
+        elif kind == "missing":
             zh = f"请填写{label}"
         elif kind == "string_too_short":
             zh = f"{label}至少 {ctx.get('min_length')} 个字"
