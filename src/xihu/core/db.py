@@ -242,7 +242,7 @@ def _copy_rows(session: Session, table: Table, keys: tuple[str, ...], rows: list
     filled = [c for c in table.c if c.key not in keys and c.default is not None]
     defaults: list[Any] = [c.default for c in filled]
     columns = [table.c[k] for k in keys] + filled
-    processors = [c.type._cached_bind_processor(dialect) for c in columns]
+    processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(c.name) for c in columns)
     driver = connection.connection.driver_connection
