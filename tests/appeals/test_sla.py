@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import func, select
 
 import factories
@@ -250,6 +251,70 @@ def test_sweeper_escalates_a_breached_sign_clock_exactly_once(session, session_f
     assert _clocks(session, result.id)["handle"].breached_at is not None
 
 
+def _overdue_item(session, actor, appeal_id: int, *, overdue: bool):
+    page = appeal_service.search(session=session, actor=actor, overdue=overdue, size=100)
+    return next((a for a in page.items if a.id == appeal_id), None)
+
+
+def test_a_breached_clock_stays_overdue_until_its_step_is_done(session, session_factory, actor_of) -> None:
+    supervisor = actor_of("supervisor")
+    handler = actor_of("handler", "D-ZJ")
+    clock.freeze(T0)
+    result = factories.dispatched(session)
+    session.commit()
+    clock.advance(timedelta(seconds=61))
+    assert sweep_deadlines(session_factory, "w1") == 1
+    session.expire_all()
+    # the sweeper closed the clock to escalate it once, yet the signature is still owed: lists say so
+    row = _overdue_item(session, supervisor, result.id, overdue=True)
+    assert row is not None
+    assert (row.next_due_at, row.next_due_kind) == (T0 + timedelta(seconds=60), "sign")
+
+    clock.advance(timedelta(seconds=30))
+    appeal_service.sign(session=session, actor=handler, appeal_id=result.id)
+    c = _clocks(session, result.id)
+    assert c["sign"].met_at == T0 + timedelta(seconds=91)  # met late: the breach stays on record
+    assert c["sign"].breached_at == T0 + timedelta(seconds=61)
+    assert _overdue_item(session, supervisor, result.id, overdue=True) is None
+    row = _overdue_item(session, supervisor, result.id, overdue=False)
+    assert (row.next_due_at, row.next_due_kind) == (T0 + timedelta(minutes=30), "handle")
+    session.commit()
+
+    clock.advance(timedelta(minutes=30))
+    assert sweep_deadlines(session_factory, "w1") == 1
+    session.expire_all()
+    assert _overdue_item(session, supervisor, result.id, overdue=True).next_due_kind == "handle"
+    appeal_service.return_to_dispatcher(
+        session=session, actor=handler, appeal_id=result.id, reason="不属于本单位职责"
+    )
+    c = _clocks(session, result.id)
+    assert c["handle"].cancelled_at == T0 + timedelta(minutes=30, seconds=91)
+    assert c["handle"].met_at is None
+    assert _overdue_item(session, supervisor, result.id, overdue=True) is None
+    assert _overdue_item(session, supervisor, result.id, overdue=False).next_due_at is None
+    # the rollups still hold the missed handling against the unit, and not the completion clock it never ran
+    [facts] = appeal_service.rollup_facts(session=session, appeal_ids=[result.id])
+    assert (facts.sign_due, facts.signed_on_time, facts.complete_due) == (True, False, False)
+
+
+def test_a_clock_cancelled_after_its_breach_still_counts_as_missed(
+    session, session_factory, actor_of
+) -> None:
+    handler = actor_of("handler", "D-ZJ")
+    clock.freeze(T0)
+    result = factories.dispatched(session)
+    session.commit()
+    clock.advance(timedelta(seconds=61))
+    assert sweep_deadlines(session_factory, "w1") == 1
+    session.expire_all()
+    appeal_service.return_to_dispatcher(
+        session=session, actor=handler, appeal_id=result.id, reason="非本单位职责"
+    )
+    assert _clocks(session, result.id)["sign"].cancelled_at is not None
+    [facts] = appeal_service.rollup_facts(session=session, appeal_ids=[result.id])
+    assert (facts.sign_due, facts.signed_on_time) == (True, False)
+
+
 @pytest.mark.parametrize("defer", [False, True], ids=["chained-at-commit", "sealed-by-worker"])
 def test_one_sweep_escalates_many_appeals_each_to_its_own_people(
     session, session_factory, make_user, request, defer: bool
@@ -433,3 +498,70 @@ def test_extension_on_the_workhours_calendar_counts_working_hours(session) -> No
     # 17:00 Friday + 2 working hours: 30 minutes until 17:30, then 90 from Monday 08:30 = Monday 10:00
     # (plain hours would have said Friday 19:00).
     assert core_clock.local(due).strftime("%a %H:%M") == "Mon 10:00"
+
+
+def _settle_statement() -> str:
+    import importlib.util
+    from pathlib import Path
+
+    [path] = (Path(__file__).resolve().parents[2] / "migrations" / "versions").glob(
+        "*_settle_breached_clocks.py"
+    )
+    spec = importlib.util.spec_from_file_location("settle_breached_clocks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SETTLE
+
+
+def test_the_migration_settles_breached_clocks_the_old_code_left_unstamped(session, actor_of) -> None:
+    dispatcher, handler = actor_of("dispatcher"), actor_of("handler", "D-ZJ")
+    clock.freeze(T0)
+    still_unsigned = factories.dispatched(session)
+    signed_late = factories.dispatched(session)
+    redispatched = factories.dispatched(session)
+    unfinished = factories.handling(session)
+    clock.advance(timedelta(minutes=1, seconds=1))
+    ids = [still_unsigned.id, signed_late.id, redispatched.id, unfinished.id]
+
+    def breach(appeal_id: int, kind: str) -> None:
+        session.execute(
+            sa.update(Deadline)
+            .where(Deadline.appeal_id == appeal_id, Deadline.kind == kind, Deadline.open.is_(True))
+            .values(open=False, breached_at=clock.now())
+        )
+
+    for appeal_id in ids[:3]:
+        breach(appeal_id, "sign")
+    breach(unfinished.id, "complete")
+    appeal_service.sign(session=session, actor=handler, appeal_id=signed_late.id)
+    appeal_service.return_to_dispatcher(
+        session=session, actor=handler, appeal_id=redispatched.id, reason="非本单位"
+    )
+    appeal_service.dispatch(
+        session=session,
+        actor=dispatcher,
+        appeal_id=redispatched.id,
+        data=DispatchIn(unit_id=factories.unit(session, "D-CG"), category="城乡建设"),
+    )
+    # what the code before the change left: breached clocks never stamped met or cancelled
+    session.execute(
+        sa.update(Deadline)
+        .where(Deadline.appeal_id.in_(ids), Deadline.breached_at.is_not(None))
+        .values(met_at=None, cancelled_at=None)
+    )
+    session.execute(sa.text(_settle_statement()))
+    session.expire_all()
+    pending = {
+        (d.appeal_id, d.kind)
+        for d in session.scalars(select(Deadline).where(Deadline.appeal_id.in_(ids), sla.pending()))
+    }
+    assert (still_unsigned.id, "sign") in pending
+    assert (unfinished.id, "complete") in pending
+    assert (signed_late.id, "sign") not in pending
+    redone = [d for d in sla.clocks_of(session=session, appeal_id=redispatched.id) if d.kind == "sign"]
+    assert [(d.breached_at is not None, d.cancelled_at is not None, d.open) for d in redone] == [
+        (True, True, False),
+        (False, False, True),
+    ]
+    settled = session.get(Deadline, redone[0].id)
+    assert settled.cancelled_at == settled.breached_at

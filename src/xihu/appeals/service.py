@@ -1173,7 +1173,7 @@ def _next_due(session: Session, ids: list[int]) -> dict[int, _Due]:
     # was a tenth of the inbox's CPU
     rows = session.execute(
         select(Deadline.appeal_id, Deadline.due_at, Deadline.kind)
-        .where(Deadline.appeal_id.in_(ids), Deadline.open.is_(True))
+        .where(Deadline.appeal_id.in_(ids), sla.pending())
         .order_by(Deadline.due_at)
     )
     out: dict[int, _Due] = {}
@@ -1280,12 +1280,8 @@ def search(
     if flagged:
         stmt = stmt.where(Appeal.flagged.is_(True))
     if overdue:
-        late = select(Deadline.appeal_id).where(Deadline.open.is_(True), Deadline.due_at <= clock.now())
-        breached = select(Deadline.appeal_id).where(Deadline.breached_at.is_not(None))
-        stmt = stmt.where(
-            or_(Appeal.id.in_(late), Appeal.id.in_(breached)),
-            Appeal.state.in_([s.value for s in OPEN_STATES]),
-        )
+        late = select(Deadline.appeal_id).where(sla.pending(), Deadline.due_at <= clock.now())
+        stmt = stmt.where(Appeal.id.in_(late), Appeal.state.in_([s.value for s in OPEN_STATES]))
     if scope is None:
         newest_first = stmt.order_by(Appeal.created_at.desc(), Appeal.id.desc())
         # counted in the page's order, so that a capped count reads the same index as the page does
@@ -1543,7 +1539,7 @@ def list_public(
         d.appeal_id: d.due_at
         for d in session.scalars(
             select(Deadline).where(
-                Deadline.appeal_id.in_(ids), Deadline.open.is_(True), Deadline.kind == DeadlineKind.complete
+                Deadline.appeal_id.in_(ids), sla.pending(), Deadline.kind == DeadlineKind.complete
             )
         )
     }
@@ -1624,12 +1620,12 @@ def _rollup_rows(session: Session, appeals: list[Appeal]) -> list[RollupFacts]:
             clocks[d.appeal_id].append(d)
     out: list[RollupFacts] = []
     for a in appeals:
+        # A clock cancelled in time does not count; one cancelled after its breach still counts as missed.
+        counted = [d for d in clocks[a.id] if d.cancelled_at is None or d.breached_at is not None]
         # 签收及时: the first sign clock counts (a later one after a transfer is another unit's).
-        signs = [d for d in clocks[a.id] if d.kind == DeadlineKind.sign.value and d.cancelled_at is None]
+        signs = [d for d in counted if d.kind == DeadlineKind.sign.value]
         # 按时办结: the latest completion clock counts (a reopened appeal is judged on its redo).
-        completes = [
-            d for d in clocks[a.id] if d.kind == DeadlineKind.complete.value and d.cancelled_at is None
-        ]
+        completes = [d for d in counted if d.kind == DeadlineKind.complete.value]
         first_sign = signs[0] if signs else None
         last_complete = completes[-1] if completes else None
         out.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from xihu.appeals.enums import DeadlineKind
@@ -112,24 +112,32 @@ def open_clocks(
     return rows
 
 
+def pending() -> ColumnElement[bool]:
+    """Clocks still waiting for their step: running, or breached and neither met nor cancelled since.
+
+    The sweeper closes a clock when it breaches it (so it escalates once), but the step is still owed: lists
+    show such a clock as overdue until the step is done or the clock is no longer needed.
+    """
+    return or_(
+        Deadline.open.is_(True),
+        and_(Deadline.breached_at.is_not(None), Deadline.met_at.is_(None), Deadline.cancelled_at.is_(None)),
+    )
+
+
 def meet(*, session: Session, appeal_id: int, kinds: tuple[DeadlineKind, ...]) -> None:
-    """Stop clocks that were met in time (or are no longer needed)."""
+    """Stop clocks whose step is done (in time, or late after a breach), or that are no longer needed."""
     session.execute(
         update(Deadline)
-        .where(
-            Deadline.appeal_id == appeal_id,
-            Deadline.open.is_(True),
-            Deadline.kind.in_([k.value for k in kinds]),
-        )
+        .where(Deadline.appeal_id == appeal_id, pending(), Deadline.kind.in_([k.value for k in kinds]))
         .values(open=False, met_at=clock.now())
     )
 
 
 def cancel_all(*, session: Session, appeal_id: int) -> None:
-    """Stop every open clock (returned, transferred, merged, closed)."""
+    """Stop every pending clock (returned, transferred, merged, closed)."""
     session.execute(
         update(Deadline)
-        .where(Deadline.appeal_id == appeal_id, Deadline.open.is_(True))
+        .where(Deadline.appeal_id == appeal_id, pending())
         .values(open=False, cancelled_at=clock.now())
     )
 
