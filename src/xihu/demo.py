@@ -114,6 +114,13 @@ TEMPLATES: list[tuple[str, str, str]] = [
     ("商贸旅游", "超市食品过期", "在{place}附近超市买到过期食品，商家拒绝退款。"),
     ("城乡建设", "楼道堆放杂物", "{place}小区楼道里堆满杂物和电瓶车，存在消防隐患。"),
     ("城乡建设", "垃圾清运不及时", "{street}{place}旁垃圾桶满了两天没人清运，天气热味道很大。"),
+    # appeals that touch several departments: the router is rightly unsure, so they wait for the dispatcher
+    ("城乡建设", "门口占道摆摊", "{place}小区门口傍晚有人占道摆摊卖菜，垃圾扔一地，车子也开不进来。"),
+    ("环境保护", "渣土车带泥上路", "{street}{place}附近工地渣土车不冲洗就上路，路面全是泥，晚上来回开很吵。"),
+    ("教育文体", "放学接送拥堵", "{place}附近学校放学时接送的车把路口堵死，孩子过马路很危险，想想办法。"),
+    ("卫生计生", "遛狗不牵绳", "{place}小区有人遛狗不牵绳，狗粪到处都是，孩子被狗追着吓哭了。"),
+    ("劳动和社会保障", "老年食堂涨价", "{place}社区老年食堂饭菜涨价了，独居老人吃饭成了问题，希望给点补贴。"),
+    ("商贸旅游", "民宿装修扰民", "{street}{place}旁边的房子改成民宿在装修，天天电钻响，垃圾堆在楼道里。"),
 ]
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗"
@@ -239,7 +246,6 @@ def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, plac
             actor=Actor.system("示范数据"),
             appeal_in=appeal_in,
             channel=channel,
-            auto_route=rng.random() < 0.7,
         )
         if not result.created:
             return
