@@ -334,7 +334,8 @@ def test_one_sweep_escalates_many_appeals_each_to_its_own_people(
     clock.advance(timedelta(seconds=61))
     assert sweep_deadlines(session_factory, "w1") == len(results)
     session.expire_all()
-    expected = {"D-ZJ": {supervisor.id, zj_handler.id}, "D-CG": {supervisor.id, cg_handler.id, cg_grid.id}}
+    # the unit's people (2 or 3 breaches each) get a message per appeal; the supervisor, with 5, one digest
+    expected = {"D-ZJ": {zj_handler.id}, "D-CG": {cg_handler.id, cg_grid.id}}
     for code, result in zip(units, results, strict=True):
         msgs = session.scalars(
             select(OutboxMessage).where(OutboxMessage.subject == f"超时督办 {result.tracking_code}")
@@ -348,6 +349,11 @@ def test_one_sweep_escalates_many_appeals_each_to_its_own_people(
             )
             == 1
         )
+    [digest] = session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == supervisor.id)).all()
+    assert digest.subject == "超时督办 5 件"
+    assert digest.link == "/staff?overdue=true"
+    assert all(r.tracking_code in digest.body for r in results)
+    assert digest.body.count("超时未签收") == 5
     breach_audits = session.scalars(select(AuditEntry).where(AuditEntry.action == "appeal.sla_breach")).all()
     assert sorted(int(a.entity_id) for a in breach_audits) == sorted(r.id for r in results)
     assert sweep_deadlines(session_factory, "w1") == 0

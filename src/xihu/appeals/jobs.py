@@ -24,7 +24,14 @@ log = logging.getLogger("xihu.sla")
 SWEEPER = Actor.system("时限监控")
 
 
-def _escalate(session: Session, deadline: Deadline, appeal: Appeal) -> None:
+# Above this many breaches for one person in one sweep batch, the person gets one digest instead of a
+# message each: a backlog breaches hundreds of clocks at once, and hundreds of messages bury the inbox.
+DIGEST_ABOVE = 3
+DIGEST_LISTS = 10  # appeals named in a digest; the link lists them all
+
+
+def _escalate(session: Session, deadline: Deadline, appeal: Appeal) -> tuple[str, list[int]]:
+    """Record one breach; return its reason and the accounts to tell."""
     now = clock.now()
     deadline.open = False
     deadline.breached_at = now
@@ -65,14 +72,32 @@ def _escalate(session: Session, deadline: Deadline, appeal: Appeal) -> None:
     if deadline.unit_id is not None:
         recipients += list_users_with_role(session=session, role=Role.handler, unit_id=deadline.unit_id)
         recipients += list_users_with_role(session=session, role=Role.grid, unit_id=deadline.unit_id)
-    for user in recipients:
+    return reason, [user.id for user in recipients]
+
+
+def _notify(session: Session, breaches: dict[int, list[tuple[Appeal, str]]]) -> None:
+    """Tell each account of its breaches: a message each, or one digest when there are many."""
+    for user_id, items in breaches.items():
+        if len(items) <= DIGEST_ABOVE:
+            for appeal, reason in items:
+                outbox.enqueue(
+                    session=session,
+                    channel="inapp",
+                    user_id=user_id,
+                    subject=f"超时督办 {appeal.tracking_code}",
+                    body=reason,
+                    link=f"/staff/appeals/{appeal.id}",
+                )
+            continue
+        named = "；".join(f"{a.tracking_code}：{reason}" for a, reason in items[:DIGEST_LISTS])
+        more = f"；另有 {len(items) - DIGEST_LISTS} 件" if len(items) > DIGEST_LISTS else ""
         outbox.enqueue(
             session=session,
             channel="inapp",
-            user_id=user.id,
-            subject=f"超时督办 {appeal.tracking_code}",
-            body=reason,
-            link=f"/staff/appeals/{appeal.id}",
+            user_id=user_id,
+            subject=f"超时督办 {len(items)} 件",
+            body=f"{named}{more}。",
+            link="/staff?overdue=true",
         )
 
 
@@ -112,9 +137,14 @@ def _escalate_together(session: Session, deadlines: list[Deadline]) -> None:
         return
     ids = sorted({d.appeal_id for d in deadlines})
     appeals = {a.id: a for a in session.scalars(select(Appeal).where(Appeal.id.in_(ids)))}
+    breaches: dict[int, list[tuple[Appeal, str]]] = {}
     with batch_memo(session):
         for deadline in deadlines:
-            _escalate(session, deadline, appeals[deadline.appeal_id])
+            appeal = appeals[deadline.appeal_id]
+            reason, user_ids = _escalate(session, deadline, appeal)
+            for user_id in user_ids:
+                breaches.setdefault(user_id, []).append((appeal, reason))
+        _notify(session, breaches)
     # audit rows too where a worker seals them later; else the ORM keeps them, to be chained at commit
     sealed_later = (AuditEntry,) if get_settings().defer_to_workers else ()
     insert_new_plainly(session, *_ESCALATION_ROWS, *sealed_later)
