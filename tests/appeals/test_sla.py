@@ -350,7 +350,7 @@ def test_one_sweep_escalates_many_appeals_each_to_its_own_people(
             == 1
         )
     [digest] = session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == supervisor.id)).all()
-    assert digest.subject == "超时督办 5 件"
+    assert digest.subject == "超时督办 5 件诉求"
     assert digest.link == "/staff?overdue=true"
     assert all(r.tracking_code in digest.body for r in results)
     assert digest.body.count("超时未签收") == 5
@@ -365,6 +365,21 @@ def test_one_sweep_escalates_many_appeals_each_to_its_own_people(
     report = audit.verify(session=session)
     assert report.ok and report.pending == 0
     assert {a.seq is not None for a in breach_audits} == {True}
+
+
+def test_a_digest_names_each_appeal_once_with_its_late_clocks(session, session_factory, make_user) -> None:
+    supervisor = make_user("supervisor", None)
+    clock.freeze(T0)
+    results = [factories.dispatched(session) for _ in range(4)]
+    session.commit()
+    clock.advance(timedelta(minutes=31))  # the worker was down: sign and handling breach in one sweep
+    assert sweep_deadlines(session_factory, "w1") == 8
+    session.expire_all()
+    [digest] = session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == supervisor.id)).all()
+    assert digest.subject == "超时督办 4 件诉求（8 项时限）"
+    for r in results:
+        assert digest.body.count(r.tracking_code) == 1
+        assert f"{r.tracking_code} 超时未签收、流转处置" in digest.body
 
 
 def test_escalation_comes_at_the_first_sweep_after_the_due_time(session, session_factory) -> None:

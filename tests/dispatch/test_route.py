@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import factories
+from conftest import login
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel
 from xihu.appeals.schemas import AppealCreate
@@ -56,6 +59,42 @@ def test_below_threshold_goes_to_the_manual_queue(session, model) -> None:
     )
     assert submitted.state == "submitted"
     assert appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
+
+
+def test_the_queue_offers_other_suggestions_and_dispatches_to_one(client, session, model, make_user) -> None:
+    registry.reset_cache()
+    active = registry.active_model(session=session)
+    assert active is not None
+    active[0].threshold = 1.01  # nothing is sure enough now
+    appeal_in = AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004"))
+    submitted = appeal_service.submit(
+        session=session, actor=Actor.citizen(), appeal_in=appeal_in, channel=Channel.web
+    )
+    candidates = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
+    assert len(candidates) >= 3
+    session.commit()
+    login(client, make_user("dispatcher").username)
+    page = client.get("/staff/dispatch").text
+    card = page[page.index(submitted.tracking_code) :]
+    card = card[: card.index("</article>")]
+    offered = re.findall(r'name="unit_id" value="(\d+)"', card)
+    assert offered == [str(c["unit_id"]) for c in candidates[:3]]
+    assert 'data-testid="dispatch-alternatives"' in card and candidates[1]["unit_name"] in card
+    second = candidates[1]
+    sent = client.post(
+        f"/staff/appeals/{submitted.id}/dispatch",
+        data={
+            "csrf_token": client.cookies.get("xihu_csrf"),
+            "unit_id": second["unit_id"],
+            "category": second["category"],
+            "next": "/staff/dispatch",
+        },
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == "/staff/dispatch"
+    session.expire_all()
+    after = appeal_service.read(session=session, actor=ADMIN, appeal_id=submitted.id)
+    assert (after.state, after.lead_unit_id) == ("dispatched", second["unit_id"])
 
 
 def test_remapping_a_category_changes_the_unit_without_retraining(session, model) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
@@ -30,8 +31,14 @@ DIGEST_ABOVE = 3
 DIGEST_LISTS = 10  # appeals named in a digest; the link lists them all
 
 
-def _escalate(session: Session, deadline: Deadline, appeal: Appeal) -> tuple[str, list[int]]:
-    """Record one breach; return its reason and the accounts to tell."""
+class _Breach(NamedTuple):
+    appeal: Appeal
+    kind: DeadlineKind
+    reason: str
+
+
+def _escalate(session: Session, deadline: Deadline, appeal: Appeal) -> tuple[_Breach, list[int]]:
+    """Record one breach; return it and the accounts to tell."""
     now = clock.now()
     deadline.open = False
     deadline.breached_at = now
@@ -72,31 +79,38 @@ def _escalate(session: Session, deadline: Deadline, appeal: Appeal) -> tuple[str
     if deadline.unit_id is not None:
         recipients += list_users_with_role(session=session, role=Role.handler, unit_id=deadline.unit_id)
         recipients += list_users_with_role(session=session, role=Role.grid, unit_id=deadline.unit_id)
-    return reason, [user.id for user in recipients]
+    return _Breach(appeal, kind, reason), [user.id for user in recipients]
 
 
-def _notify(session: Session, breaches: dict[int, list[tuple[Appeal, str]]]) -> None:
-    """Tell each account of its breaches: a message each, or one digest when there are many."""
+def _notify(session: Session, breaches: dict[int, list[_Breach]]) -> None:
+    """Tell each account of its breaches: a message each, or one digest by appeal when there are many."""
     for user_id, items in breaches.items():
         if len(items) <= DIGEST_ABOVE:
-            for appeal, reason in items:
+            for b in items:
                 outbox.enqueue(
                     session=session,
                     channel="inapp",
                     user_id=user_id,
-                    subject=f"超时督办 {appeal.tracking_code}",
-                    body=reason,
-                    link=f"/staff/appeals/{appeal.id}",
+                    subject=f"超时督办 {b.appeal.tracking_code}",
+                    body=b.reason,
+                    link=f"/staff/appeals/{b.appeal.id}",
                 )
             continue
-        named = "；".join(f"{a.tracking_code}：{reason}" for a, reason in items[:DIGEST_LISTS])
-        more = f"；另有 {len(items) - DIGEST_LISTS} 件" if len(items) > DIGEST_LISTS else ""
+        # a backlog breaches an appeal's three clocks together: one line per appeal, not per clock
+        kinds: dict[str, list[str]] = {}
+        for b in items:
+            kinds.setdefault(b.appeal.tracking_code, []).append(b.kind.label)
+        named = "；".join(
+            f"{code} 超时未{'、'.join(labels)}" for code, labels in list(kinds.items())[:DIGEST_LISTS]
+        )
+        more = f"；另有 {len(kinds) - DIGEST_LISTS} 件" if len(kinds) > DIGEST_LISTS else ""
+        clocks = f"（{len(items)} 项时限）" if len(items) > len(kinds) else ""
         outbox.enqueue(
             session=session,
             channel="inapp",
             user_id=user_id,
-            subject=f"超时督办 {len(items)} 件",
-            body=f"{named}{more}。",
+            subject=f"超时督办 {len(kinds)} 件诉求{clocks}",
+            body=f"{named}{more}。系统已自动督办，请在工作台「已超时」中查看。",
             link="/staff?overdue=true",
         )
 
@@ -137,13 +151,12 @@ def _escalate_together(session: Session, deadlines: list[Deadline]) -> None:
         return
     ids = sorted({d.appeal_id for d in deadlines})
     appeals = {a.id: a for a in session.scalars(select(Appeal).where(Appeal.id.in_(ids)))}
-    breaches: dict[int, list[tuple[Appeal, str]]] = {}
+    breaches: dict[int, list[_Breach]] = {}
     with batch_memo(session):
         for deadline in deadlines:
-            appeal = appeals[deadline.appeal_id]
-            reason, user_ids = _escalate(session, deadline, appeal)
+            breach, user_ids = _escalate(session, deadline, appeals[deadline.appeal_id])
             for user_id in user_ids:
-                breaches.setdefault(user_id, []).append((appeal, reason))
+                breaches.setdefault(user_id, []).append(breach)
         _notify(session, breaches)
     # audit rows too where a worker seals them later; else the ORM keeps them, to be chained at commit
     sealed_later = (AuditEntry,) if get_settings().defer_to_workers else ()
