@@ -14,7 +14,7 @@ from xihu.appeals import sla
 from xihu.appeals.enums import Priority, State
 from xihu.appeals.jobs import sweep_deadlines
 from xihu.appeals.models import Appeal, AppealEvent, Deadline, SlaPolicy, Supervision
-from xihu.appeals.schemas import DecideExtensionIn, DispatchIn, ExtensionIn, MergeIn
+from xihu.appeals.schemas import CompleteIn, DecideExtensionIn, DispatchIn, ExtensionIn, MergeIn
 from xihu.core import audit, clock
 from xihu.core.audit import AuditEntry
 from xihu.core.config import Settings
@@ -491,6 +491,39 @@ def test_merge_cancels_open_clocks_of_the_duplicate_only(session, session_factor
     session.expire_all()
     assert _count(session, Supervision, Supervision.appeal_id == dup.id) == 0
     assert _count(session, Supervision, Supervision.appeal_id == target.id) == 1
+
+
+def test_an_extension_after_the_breach_moves_the_due_time_not_the_verdict(
+    session, session_factory, actor_of
+) -> None:
+    handler, supervisor = actor_of("handler", "D-ZJ"), actor_of("supervisor", None)
+    clock.freeze(T0)
+    result = factories.handling(session)
+    session.commit()
+    clock.advance(timedelta(hours=25))
+    assert sweep_deadlines(session_factory, "w1") == 1  # the 24-hour clock
+    session.expire_all()
+    assert _overdue_item(session, supervisor, result.id, overdue=True) is not None
+    appeal_service.request_extension(
+        session=session,
+        actor=handler,
+        appeal_id=result.id,
+        data=ExtensionIn(hours=48, reason="需要协调施工队"),
+    )
+    appeal_service.decide_extension(
+        session=session, actor=supervisor, appeal_id=result.id, data=DecideExtensionIn(approve=True)
+    )
+    assert _overdue_item(session, supervisor, result.id, overdue=True) is None
+    row = _overdue_item(session, supervisor, result.id, overdue=False)
+    assert (row.next_due_at, row.next_due_kind) == (T0 + timedelta(hours=72), "complete")
+    session.commit()
+    clock.advance(timedelta(hours=1))
+    assert sweep_deadlines(session_factory, "w1") == 0  # escalated once, not again
+    appeal_service.complete(
+        session=session, actor=handler, appeal_id=result.id, data=CompleteIn(reply="已协调施工队修复完毕")
+    )
+    [facts] = appeal_service.rollup_facts(session=session, appeal_ids=[result.id])
+    assert (facts.complete_due, facts.completed_on_time) == (True, False)
 
 
 def test_extension_on_the_workhours_calendar_counts_working_hours(session) -> None:

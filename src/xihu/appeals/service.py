@@ -1646,16 +1646,17 @@ def _rollup_rows(session: Session, appeals: list[Appeal]) -> list[RollupFacts]:
                 rating=a.rating,
                 completed=a.completed_at is not None,
                 sign_due=first_sign is not None,
-                signed_on_time=bool(
-                    first_sign and first_sign.met_at and first_sign.met_at <= first_sign.due_at
-                ),
+                signed_on_time=_met_in_time(first_sign),
                 complete_due=last_complete is not None,
-                completed_on_time=bool(
-                    last_complete and last_complete.met_at and last_complete.met_at <= last_complete.due_at
-                ),
+                completed_on_time=_met_in_time(last_complete),
             )
         )
     return out
+
+
+def _met_in_time(clock_: Deadline | None) -> bool:
+    # once breached, late for good: an extension granted afterwards moves the due time, not the verdict
+    return bool(clock_ and clock_.met_at and clock_.breached_at is None and clock_.met_at <= clock_.due_at)
 
 
 def rollup_facts(*, session: Session, appeal_ids: list[int]) -> list[RollupFacts]:

@@ -143,12 +143,14 @@ def cancel_all(*, session: Session, appeal_id: int) -> None:
 
 
 def extend(*, session: Session, appeal_id: int, hours: int, calendar: str = "always") -> None:
-    """Move the open completion clock by approved hours, counted on the clock's own calendar."""
+    """Move the pending completion clock by approved hours, counted on the clock's own calendar.
+
+    A clock already breached moves too, so lists count down to the new time; it keeps its breach (the
+    rollups hold it as late) and is not escalated a second time.
+    """
     for row in session.scalars(
         select(Deadline).where(
-            Deadline.appeal_id == appeal_id,
-            Deadline.open.is_(True),
-            Deadline.kind == DeadlineKind.complete.value,
+            Deadline.appeal_id == appeal_id, pending(), Deadline.kind == DeadlineKind.complete.value
         )
     ):
         row.due_at = add_minutes(row.due_at, hours * 60, calendar)
