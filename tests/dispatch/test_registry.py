@@ -115,10 +115,13 @@ def test_activate_and_rollback_follow_the_history_and_are_audited(session: Sessi
     ]
     assert activations[-1].actor_label == "测试"
 
+    assert registry.rollback_target(session=session, actor=SYSTEM) == b.version
     back = registry.rollback(session=session, actor=SYSTEM, data_dir=data_dir)
     assert back.version == b.version and _active(session) == [b.version]
+    assert registry.rollback_target(session=session, actor=SYSTEM) == a.version
     back = registry.rollback(session=session, actor=SYSTEM, data_dir=data_dir)
     assert back.version == a.version and _active(session) == [a.version]
+    assert registry.rollback_target(session=session, actor=SYSTEM) is None
     rollbacks = _audit(session, "dispatch.model.rollback")
     assert [(e.from_state, e.to_state) for e in rollbacks] == [(c.version, b.version), (b.version, a.version)]
     with pytest.raises(Conflict) as err:
@@ -282,6 +285,7 @@ def test_models_page_api_and_permissions(
     assert html.status_code == 200
     assert a.version in html.text and b.version in html.text and "已启用" in html.text
     assert f"/staff/dispatch/models/{b.id}/activate" in html.text and "csrf_token" in html.text
+    assert 'data-testid="rollback"' not in html.text  # nothing active before a: no rollback offered
 
     listed = client.get("/api/dispatch/models").json()
     assert [(v["version"], v["active"]) for v in listed] == [(b.version, False), (a.version, True)]
@@ -302,6 +306,9 @@ def test_models_page_api_and_permissions(
     )
     assert form.status_code == 303 and form.headers["location"].startswith("/staff/dispatch/models")
     assert client.get("/api/dispatch/models").json()[0]["active"] is True
+    page = client.get("/staff/dispatch/models").text
+    button = page[page.index('data-testid="rollback"') :]
+    assert a.version in button[: button.index("</button>")]  # it names the version it goes back to
     rolled = client.post("/staff/dispatch/models/rollback", data={"csrf_token": csrf}, follow_redirects=False)
     assert rolled.status_code == 303
     refused = client.post("/staff/dispatch/models/rollback", data={"csrf_token": csrf})

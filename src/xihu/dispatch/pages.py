@@ -33,6 +33,7 @@ def _models_page(
         actor=actor,
         versions=versions,
         active=active,
+        rollback_to=registry.rollback_target(session=session, actor=actor),
         error=error,
         done=request.query_params.get("done", ""),
     )

@@ -330,18 +330,31 @@ def rollback(*, session: Session, actor: Actor, data_dir: Path | None = None) ->
     current = _current(session, lock=True)
     if current is None:
         raise Conflict("当前没有启用的模型，无法回滚", english="no active model to roll back from")
+    target_id = _rollback_target(session, current.id)
+    if target_id is None:
+        raise Conflict("没有可回滚的上一个模型版本", english="no earlier active version to roll back to")
+    target = _row(session, target_id)
+    _activate(session=session, actor=actor, row=target, data_dir=data_dir, action=ACTION_ROLLBACK)
+    return _read(target, data_dir)
+
+
+def rollback_target(*, session: Session, actor: Actor) -> str | None:
+    """The version a rollback would re-activate now, or None when there is none to go back to."""
+    authorize(actor, PERMISSION)
+    current = _current(session)
+    target_id = _rollback_target(session, current.id) if current is not None else None
+    return _row(session, target_id).version if target_id is not None else None
+
+
+def _rollback_target(session: Session, current_id: int) -> int | None:
     stack = _history(session)
-    while stack and stack[-1] != current.id:
+    while stack and stack[-1] != current_id:
         stack.pop()
     if stack:
         stack.pop()
-    while stack and stack[-1] == current.id:
+    while stack and stack[-1] == current_id:
         stack.pop()
-    if not stack:
-        raise Conflict("没有可回滚的上一个模型版本", english="no earlier active version to roll back to")
-    target = _row(session, stack[-1])
-    _activate(session=session, actor=actor, row=target, data_dir=data_dir, action=ACTION_ROLLBACK)
-    return _read(target, data_dir)
+    return stack[-1] if stack else None
 
 
 # ---------------------------------------------------------------- the active model, cached per process
