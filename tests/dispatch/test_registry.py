@@ -225,6 +225,86 @@ def test_feedback_with_a_category_is_used_in_retraining(
     assert v.n_train == len(DEMO_EXAMPLES) + 2 and v.n_feedback == 2
 
 
+def _feedback(session: Session, *rows: tuple[str, str | None]) -> None:
+    from xihu.appeals import service as appeal_service
+    from xihu.appeals.enums import Channel
+    from xihu.appeals.schemas import AppealCreate
+
+    appeal = appeal_service.submit(
+        session=session,
+        actor=Actor.citizen(),
+        appeal_in=AppealCreate(description="西溪路公交站台的遮雨棚被风吹坏了，下雨天等车全身淋湿。"),
+        channel=Channel.web,
+        auto_route=False,
+    )
+    session.add_all(
+        [DispatchFeedback(appeal_id=appeal.id, kind="return", text=t, category=c) for t, c in rows]
+    )
+    session.flush()
+
+
+def test_retraining_uses_the_active_versions_rows_plus_the_feedback(
+    session: Session, data_dir: Path, make_user: Callable[..., User]
+) -> None:
+    with pytest.raises(Conflict) as none:
+        registry.retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    assert "没有启用的模型" in none.value.message
+    base = _train(session, data_dir)
+    assert registry.feedback_not_in_active(session=session, actor=SYSTEM) == 0
+    _feedback(session, ("公交站台遮雨棚坏了", "交通运输"), ("站台没有遮雨棚", "交通运输"), ("归谁管", None))
+    assert registry.feedback_not_in_active(session=session, actor=SYSTEM) == 2
+
+    again = registry.retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    assert not again.active and _active(session) == [base.version]  # the admin decides after the metrics
+    assert (again.n_train, again.n_feedback) == (len(DEMO_EXAMPLES) + 2, 2)
+    assert base.version in (again.note or "")
+    registry.activate(session=session, actor=SYSTEM, version_id=again.id, data_dir=data_dir)
+    assert registry.feedback_not_in_active(session=session, actor=SYSTEM) == 0
+    with pytest.raises(Forbidden):
+        registry.retrain(session=session, actor=make_user(Role.dispatcher).to_actor(), data_dir=data_dir)
+
+    # a version trained before its rows were kept cannot be the base: a clear refusal, nothing trained
+    (data_dir / again.path).parent.joinpath(registry.ROWS_FILE).unlink()
+    versions = len(registry.list_versions(session=session, actor=SYSTEM))
+    with pytest.raises(Conflict) as old:
+        registry.retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    assert "没有保存训练样本" in old.value.message
+    assert len(registry.list_versions(session=session, actor=SYSTEM)) == versions
+
+
+def test_admin_retrains_from_the_page_and_the_api(
+    client: TestClient,
+    session: Session,
+    settings,  # type: ignore[no-untyped-def]
+    make_user: Callable[..., User],
+) -> None:
+    base = _train(session, settings.data_dir)
+    _feedback(session, ("公交站台遮雨棚坏了", "交通运输"), ("站台没有遮雨棚", "交通运输"))
+    session.commit()
+    login(client, make_user(Role.dispatcher).username)
+    assert client.post("/api/dispatch/models/retrain").status_code == 403
+    login(client, make_user(Role.admin, None).username)
+    page = client.get("/staff/dispatch/models").text
+    assert 'data-testid="retrain"' in page and "尚未学到的纠错反馈 2 条" in page
+
+    csrf = client.cookies.get("xihu_csrf")
+    sent = client.post("/staff/dispatch/models/retrain", data={"csrf_token": csrf}, follow_redirects=False)
+    assert sent.status_code == 303
+    trained = sent.headers["location"].split("trained=")[1]
+    page = client.get(sent.headers["location"]).text
+    assert 'data-testid="trained"' in page and trained in page
+    listed = {v["version"]: v for v in client.get("/api/dispatch/models").json()}
+    assert listed[trained]["active"] is False and listed[base.version]["active"] is True
+    assert listed[trained]["n_feedback"] == 2
+
+    by_api = client.post("/api/dispatch/models/retrain")
+    assert by_api.status_code == 200 and by_api.json()["active"] is False
+    (settings.data_dir / base.path).parent.joinpath(registry.ROWS_FILE).unlink()
+    refused = client.post("/staff/dispatch/models/retrain", data={"csrf_token": csrf})
+    assert refused.status_code == 409 and "重新训练未成功" in refused.text
+    assert "没有保存训练样本" in refused.text
+
+
 def test_ensure_demo_model_trains_once(session: Session, data_dir: Path) -> None:
     first = registry.ensure_demo_model(session=session, data_dir=data_dir)
     assert first is not None and first.active and first.created_by == "系统"
@@ -392,3 +472,7 @@ def test_cli_train_then_evaluate_prints_the_contract(cli_env: dict[str, str], tm
     assert runner.invoke(app, ["dispatch", "rollback"], env=cli_env).exit_code == 0
     refused = runner.invoke(app, ["dispatch", "rollback"], env=cli_env)
     assert refused.exit_code == 1 and "回滚失败" in refused.output
+    retrained = runner.invoke(app, ["dispatch", "retrain"], env=cli_env)
+    assert retrained.exit_code == 0, retrained.output
+    assert "未启用" in retrained.output and "macro_f1" in retrained.output
+    assert len(list((Path(cli_env["XIHU_DATA_DIR"]) / "models").glob("*/model.joblib"))) == 3

@@ -213,6 +213,12 @@ def test_admin_manages_dispatch_models_rules_and_sees_quality(server) -> None:  
             # The demo trained and activated a model from the project's own examples.
             admin.goto(f"{base}/staff/dispatch/models")
             expect(admin.get_by_test_id("active-badge")).to_have_count(1)
+            expect(admin.get_by_test_id("rollback")).to_have_count(0)  # nothing to go back to yet
+            # Retraining on the active version's examples plus the corrections gives a new, inactive version.
+            admin.get_by_test_id("retrain").click()
+            expect(admin.get_by_test_id("trained")).to_contain_text("未启用")
+            expect(admin.locator("[data-testid=model-versions] tbody tr")).to_have_count(2)
+            expect(admin.get_by_test_id("active-badge")).to_have_count(1)
             admin.screenshot(path=str(SHOTS / "dispatch_models_desktop.png"), full_page=True)
             admin.goto(f"{base}/staff/dispatch/rules")
             expect(admin.locator("body")).to_contain_text("区住建局")

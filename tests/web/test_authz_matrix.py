@@ -243,11 +243,13 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # ---- dispatch: model registry, responsibility table, quality report
     ("GET", "/api/dispatch/models"): Rule("dispatch.manage"),
     ("POST", "/api/dispatch/models/rollback"): Rule("dispatch.manage"),
+    ("POST", "/api/dispatch/models/retrain"): Rule("dispatch.manage"),
     ("POST", "/api/dispatch/models/{version_id}/activate"): Rule(
         "dispatch.manage", path={"version_id": lambda c: 999_999}, expect=_missing_for("dispatch.manage")
     ),
     ("GET", "/staff/dispatch/models"): Rule("dispatch.manage"),
     ("POST", "/staff/dispatch/models/rollback"): Rule("dispatch.manage", build=_form()),
+    ("POST", "/staff/dispatch/models/retrain"): Rule("dispatch.manage", build=_form()),
     ("POST", "/staff/dispatch/models/{version_id}/activate"): Rule(
         "dispatch.manage",
         build=_form(),

@@ -29,6 +29,14 @@ def rollback_model(
     return registry.rollback(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
 
 
+@router.post("/models/retrain", response_model=ModelVersionRead, dependencies=[Depends(verify_csrf_api)])
+def retrain_model(
+    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> ModelVersionRead:
+    """Train a new, inactive version on the active version's rows plus all labelled feedback (409: none)."""
+    return registry.retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+
+
 @router.post(
     "/models/{version_id}/activate", response_model=ModelVersionRead, dependencies=[Depends(verify_csrf_api)]
 )

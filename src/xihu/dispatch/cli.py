@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,15 +77,49 @@ def train(
     note: str = typer.Option("", "--note", help="版本备注"),
 ) -> None:
     """Train a new model version from a CSV (plus labelled feedback) and save it under the data directory."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from xihu.dispatch import registry
 
     rows = registry.rows_from_csv(input)
     if not rows:
         raise _fail(f"{input} 中没有带类别标签的样本（需要 title,text,label 列）")
     typer.echo(f"读取样本 (rows read): {len(rows)}", err=True)
+    version = _with_progress(
+        lambda session, step: registry.train_version(
+            session=session,
+            actor=_actor(),
+            rows=rows,
+            data_dir=_data_dir(),
+            note=note,
+            activate=activate,
+            progress=step,
+        )
+    )
+    for line in _metrics_lines(version):
+        typer.echo(line)
+    if not version.active:
+        typer.echo(f"未启用；启用请运行 xihu dispatch activate {version.version}")
+
+
+@app.command()
+def retrain(note: str = typer.Option("", "--note", help="版本备注")) -> None:
+    """Train a new, inactive version on the active version's rows plus all labelled feedback."""
+    from xihu.dispatch import registry
+
+    version = _with_progress(
+        lambda session, step: registry.retrain(
+            session=session, actor=_actor(), data_dir=_data_dir(), note=note, progress=step
+        )
+    )
+    for line in _metrics_lines(version):
+        typer.echo(line)
+    typer.echo(f"未启用；核对指标后运行 xihu dispatch activate {version.version}")
+
+
+def _with_progress(train: Callable[[Session, Callable[[str], None]], ModelVersionRead]) -> ModelVersionRead:
+    """Run a training in one transaction with a progress bar on stderr; a domain error exits with it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]训练模型[/bold] {task.description}"),
@@ -101,22 +135,11 @@ def train(
             def step(message: str) -> None:
                 progress.update(task, advance=1, description=message)
 
-            version = registry.train_version(
-                session=session,
-                actor=_actor(),
-                rows=rows,
-                data_dir=_data_dir(),
-                note=note,
-                activate=activate,
-                progress=step,
-            )
+            version = train(session, step)
             progress.update(task, completed=_TRAIN_STEPS, description="done")
     except DomainError as exc:
         raise _fail(f"训练失败：{exc.message}") from exc
-    for line in _metrics_lines(version):
-        typer.echo(line)
-    if not version.active:
-        typer.echo(f"未启用；启用请运行 xihu dispatch activate {version.version}")
+    return version
 
 
 @app.command()

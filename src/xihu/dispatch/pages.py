@@ -34,8 +34,10 @@ def _models_page(
         versions=versions,
         active=active,
         rollback_to=registry.rollback_target(session=session, actor=actor),
+        new_feedback=registry.feedback_not_in_active(session=session, actor=actor),
         error=error,
         done=request.query_params.get("done", ""),
+        trained=request.query_params.get("trained", ""),
     )
 
 
@@ -95,3 +97,20 @@ def activate(
         "启用",
         lambda: registry.activate(session=session, actor=actor, version_id=version_id, data_dir=data_dir),
     )
+
+
+@router.post(f"{MODELS_PAGE}/retrain", dependencies=[Depends(verify_csrf_form)])
+def retrain(
+    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> Response:
+    """Train a new, inactive version on the active one's rows plus the feedback; the admin then decides."""
+    redirect = staff_or_redirect(request, actor, PERMISSION)
+    if redirect is not None:
+        return redirect
+    try:
+        version = registry.retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+    except DomainError as exc:
+        session.rollback()
+        message, status = error_text(exc)
+        return _models_page(request, session, actor, error=f"重新训练未成功：{message}", status=status)
+    return RedirectResponse(f"{MODELS_PAGE}?trained={version.version}", status_code=303)

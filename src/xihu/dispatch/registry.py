@@ -13,6 +13,8 @@ process, the CLI) without a restart while scoring stays fast.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import logging
 import secrets
 import threading
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 # How often (seconds) `active_model` re-reads which version is active; tests set it to 0.
 CHECK_INTERVAL_SECONDS: float = 5.0
 MODEL_FILE = "model.joblib"
+# the version's own training rows (not the feedback, read afresh at each training), so it can be retrained
+ROWS_FILE = "rows.csv.gz"
 MODELS_DIR = "models"
 PERMISSION = "dispatch.manage"
 ENTITY = "dispatch_model"
@@ -180,6 +184,7 @@ def train_version(
     target = data_dir / MODELS_DIR / version / MODEL_FILE
     say("saving")
     model.save(target)
+    _save_rows(target.parent / ROWS_FILE, rows)
     row = ModelVersion(
         version=version,
         path=f"{MODELS_DIR}/{version}/{MODEL_FILE}",
@@ -210,6 +215,55 @@ def train_version(
         _activate(session=session, actor=actor, row=row, data_dir=data_dir, action=ACTION_ACTIVATE)
     session.flush()
     return _read(row, data_dir)
+
+
+def _save_rows(path: Path, rows: list[tuple[str, str]]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+
+
+def _load_rows(path: Path) -> list[tuple[str, str]]:
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        return [(r["text"], r["label"]) for r in csv.DictReader(f)]
+
+
+def feedback_not_in_active(*, session: Session, actor: Actor) -> int:
+    """Labelled corrections the active version was not trained on (all of them when none is active)."""
+    authorize(actor, PERMISSION)
+    current = _current(session)
+    used = (current.metrics or {}).get("n_feedback", 0) if current is not None else 0
+    # feedback rows are only ever added, so the newest ones are those the version has not seen
+    return max(len(feedback_rows(session=session)) - (used if isinstance(used, int) else 0), 0)
+
+
+def retrain(
+    *, session: Session, actor: Actor, data_dir: Path, note: str = "", progress: Progress | None = None
+) -> ModelVersionRead:
+    """Train a new, inactive version on the active version's rows plus all labelled feedback."""
+    authorize(actor, PERMISSION)
+    current = _current(session)
+    if current is None:
+        raise Conflict(
+            "当前没有启用的模型，请先用 xihu dispatch train 训练", english="no active model to retrain from"
+        )
+    rows_path = _resolve(current.path, data_dir).parent / ROWS_FILE
+    if not rows_path.is_file():
+        raise Conflict(
+            f"版本 {current.version} 没有保存训练样本，无法在其上重新训练；"
+            "请用 xihu dispatch train --input 训练",
+            english=f"version {current.version} has no saved training rows",
+        )
+    return train_version(
+        session=session,
+        actor=actor,
+        rows=_load_rows(rows_path),
+        data_dir=data_dir,
+        note=note or f"在 {current.version} 的样本上加入纠错反馈重新训练",
+        activate=False,
+        progress=progress,
+    )
 
 
 def ensure_demo_model(*, session: Session, data_dir: Path) -> ModelVersionRead | None:
