@@ -256,15 +256,21 @@ def _overdue_item(session, actor, appeal_id: int, *, overdue: bool):
     return next((a for a in page.items if a.id == appeal_id), None)
 
 
-def test_a_breached_clock_stays_overdue_until_its_step_is_done(session, session_factory, actor_of) -> None:
-    supervisor = actor_of("supervisor")
-    handler = actor_of("handler", "D-ZJ")
+def _sign_breached(session, session_factory):
+    """An appeal dispatched at T0 whose 1-minute sign clock the sweeper has breached (now T0 + 61 s)."""
     clock.freeze(T0)
     result = factories.dispatched(session)
     session.commit()
     clock.advance(timedelta(seconds=61))
     assert sweep_deadlines(session_factory, "w1") == 1
     session.expire_all()
+    return result
+
+
+def test_a_breached_clock_stays_overdue_until_its_step_is_done(session, session_factory, actor_of) -> None:
+    supervisor = actor_of("supervisor")
+    handler = actor_of("handler", "D-ZJ")
+    result = _sign_breached(session, session_factory)
     # the sweeper closed the clock to escalate it once, yet the signature is still owed: lists say so
     row = _overdue_item(session, supervisor, result.id, overdue=True)
     assert row is not None
@@ -301,12 +307,7 @@ def test_a_clock_cancelled_after_its_breach_still_counts_as_missed(
     session, session_factory, actor_of
 ) -> None:
     handler = actor_of("handler", "D-ZJ")
-    clock.freeze(T0)
-    result = factories.dispatched(session)
-    session.commit()
-    clock.advance(timedelta(seconds=61))
-    assert sweep_deadlines(session_factory, "w1") == 1
-    session.expire_all()
+    result = _sign_breached(session, session_factory)
     appeal_service.return_to_dispatcher(
         session=session, actor=handler, appeal_id=result.id, reason="非本单位职责"
     )

@@ -192,40 +192,8 @@ def test_active_model_checks_the_database_at_most_once_per_interval(session: Ses
     assert fresh is not None and fresh[1] == b.version
 
 
-def test_feedback_with_a_category_is_used_in_retraining(
-    session: Session, data_dir: Path, make_user: Callable[..., User]
-) -> None:
-    from xihu.appeals import service as appeal_service
-    from xihu.appeals.enums import Channel
-    from xihu.appeals.schemas import AppealCreate
-
-    submitted = appeal_service.submit(
-        session=session,
-        actor=Actor.citizen(),
-        appeal_in=AppealCreate(description="西溪路公交站台的遮雨棚被风吹坏了，下雨天等车全身淋湿。"),
-        channel=Channel.web,
-        idempotency_key=None,
-    )
-    appeal_id = submitted.id
-    session.add_all(
-        [
-            DispatchFeedback(
-                appeal_id=appeal_id, kind="return", text="公交站台遮雨棚坏了", category="交通运输"
-            ),
-            DispatchFeedback(appeal_id=appeal_id, kind="manual", text="站台没有遮雨棚", category="交通运输"),
-            DispatchFeedback(appeal_id=appeal_id, kind="transfer", text="不知道归谁管", category=None),
-        ]
-    )
-    session.flush()
-    assert registry.feedback_rows(session=session) == [
-        ("公交站台遮雨棚坏了", "交通运输"),
-        ("站台没有遮雨棚", "交通运输"),
-    ]
-    v = _train(session, data_dir)
-    assert v.n_train == len(DEMO_EXAMPLES) + 2 and v.n_feedback == 2
-
-
-def _feedback(session: Session, *rows: tuple[str, str | None]) -> None:
+def _feedback(session: Session, *rows: tuple[str, str, str | None]) -> None:
+    """(kind, text, category) corrections of one citizen appeal."""
     from xihu.appeals import service as appeal_service
     from xihu.appeals.enums import Channel
     from xihu.appeals.schemas import AppealCreate
@@ -238,9 +206,24 @@ def _feedback(session: Session, *rows: tuple[str, str | None]) -> None:
         auto_route=False,
     )
     session.add_all(
-        [DispatchFeedback(appeal_id=appeal.id, kind="return", text=t, category=c) for t, c in rows]
+        [DispatchFeedback(appeal_id=appeal.id, kind=kind, text=t, category=c) for kind, t, c in rows]
     )
     session.flush()
+
+
+def test_feedback_with_a_category_is_used_in_retraining(session: Session, data_dir: Path) -> None:
+    _feedback(
+        session,
+        ("return", "公交站台遮雨棚坏了", "交通运输"),
+        ("manual", "站台没有遮雨棚", "交通运输"),
+        ("transfer", "不知道归谁管", None),
+    )
+    assert registry.feedback_rows(session=session) == [
+        ("公交站台遮雨棚坏了", "交通运输"),
+        ("站台没有遮雨棚", "交通运输"),
+    ]
+    v = _train(session, data_dir)
+    assert v.n_train == len(DEMO_EXAMPLES) + 2 and v.n_feedback == 2
 
 
 def test_retraining_uses_the_active_versions_rows_plus_the_feedback(
@@ -251,7 +234,12 @@ def test_retraining_uses_the_active_versions_rows_plus_the_feedback(
     assert "没有启用的模型" in none.value.message
     base = _train(session, data_dir)
     assert registry.feedback_not_in_active(session=session, actor=SYSTEM) == 0
-    _feedback(session, ("公交站台遮雨棚坏了", "交通运输"), ("站台没有遮雨棚", "交通运输"), ("归谁管", None))
+    _feedback(
+        session,
+        ("return", "公交站台遮雨棚坏了", "交通运输"),
+        ("manual", "站台没有遮雨棚", "交通运输"),
+        ("transfer", "归谁管", None),
+    )
     assert registry.feedback_not_in_active(session=session, actor=SYSTEM) == 2
 
     again = registry.retrain(session=session, actor=SYSTEM, data_dir=data_dir)
@@ -279,7 +267,7 @@ def test_admin_retrains_from_the_page_and_the_api(
     make_user: Callable[..., User],
 ) -> None:
     base = _train(session, settings.data_dir)
-    _feedback(session, ("公交站台遮雨棚坏了", "交通运输"), ("站台没有遮雨棚", "交通运输"))
+    _feedback(session, ("return", "公交站台遮雨棚坏了", "交通运输"), ("manual", "站台没有遮雨棚", "交通运输"))
     session.commit()
     login(client, make_user(Role.dispatcher).username)
     assert client.post("/api/dispatch/models/retrain").status_code == 403

@@ -48,28 +48,26 @@ def test_model_route_gives_top_candidates_with_reasons(session, model) -> None:
     assert result.auto == (best.confidence >= model.threshold)
 
 
-def test_below_threshold_goes_to_the_manual_queue(session, model) -> None:
+def _held_back(session):
+    """The lamp appeal submitted while nothing is sure enough for the router: it waits in the queue."""
     registry.reset_cache()
     active = registry.active_model(session=session)
     assert active is not None
-    active[0].threshold = 1.01  # nothing is sure enough now
+    active[0].threshold = 1.01
     appeal_in = AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004"))
-    submitted = appeal_service.submit(
+    return appeal_service.submit(
         session=session, actor=Actor.citizen(), appeal_in=appeal_in, channel=Channel.web
     )
+
+
+def test_below_threshold_goes_to_the_manual_queue(session, model) -> None:
+    submitted = _held_back(session)
     assert submitted.state == "submitted"
     assert appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
 
 
 def test_the_queue_offers_other_suggestions_and_dispatches_to_one(client, session, model, make_user) -> None:
-    registry.reset_cache()
-    active = registry.active_model(session=session)
-    assert active is not None
-    active[0].threshold = 1.01  # nothing is sure enough now
-    appeal_in = AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004"))
-    submitted = appeal_service.submit(
-        session=session, actor=Actor.citizen(), appeal_in=appeal_in, channel=Channel.web
-    )
+    submitted = _held_back(session)
     candidates = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
     assert len(candidates) >= 3
     session.commit()

@@ -52,7 +52,9 @@ def models(
     return _models_page(request, session, actor)
 
 
-def _change(request: Request, session: Session, actor: Actor, what: str, call: object) -> Response:
+def _change(
+    request: Request, session: Session, actor: Actor, what: str, call: object, landing: str = "done"
+) -> Response:
     redirect = staff_or_redirect(request, actor, PERMISSION)
     if redirect is not None:
         return redirect
@@ -63,7 +65,7 @@ def _change(request: Request, session: Session, actor: Actor, what: str, call: o
         session.rollback()
         message, status = error_text(exc)
         return _models_page(request, session, actor, error=f"{what}未成功：{message}", status=status)
-    return RedirectResponse(f"{MODELS_PAGE}?done={done.version}", status_code=303)
+    return RedirectResponse(f"{MODELS_PAGE}?{landing}={done.version}", status_code=303)
 
 
 @router.post(f"{MODELS_PAGE}/rollback", dependencies=[Depends(verify_csrf_form)])
@@ -104,13 +106,12 @@ def retrain(
     request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
 ) -> Response:
     """Train a new, inactive version on the active one's rows plus the feedback; the admin then decides."""
-    redirect = staff_or_redirect(request, actor, PERMISSION)
-    if redirect is not None:
-        return redirect
-    try:
-        version = registry.retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
-    except DomainError as exc:
-        session.rollback()
-        message, status = error_text(exc)
-        return _models_page(request, session, actor, error=f"重新训练未成功：{message}", status=status)
-    return RedirectResponse(f"{MODELS_PAGE}?trained={version.version}", status_code=303)
+    data_dir = request.app.state.settings.data_dir
+    return _change(
+        request,
+        session,
+        actor,
+        "重新训练",
+        lambda: registry.retrain(session=session, actor=actor, data_dir=data_dir),
+        landing="trained",
+    )
