@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,14 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from conftest import login
+from xihu.core import clock
 from xihu.core.audit import AuditEntry
 from xihu.core.config import get_settings
 from xihu.core.errors import Conflict, Forbidden, Invalid
 from xihu.core.security import Actor, Role, User
 from xihu.dispatch import registry
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
-from xihu.dispatch.models import DispatchFeedback, ModelVersion
+from xihu.dispatch.models import DispatchFeedback, ModelVersion, TrainingJob
 from xihu.dispatch.schemas import ModelVersionRead
 
 SYSTEM = Actor.system("测试")
@@ -260,6 +262,48 @@ def test_retraining_uses_the_active_versions_rows_plus_the_feedback(
     assert len(registry.list_versions(session=session, actor=SYSTEM)) == versions
 
 
+def test_a_retraining_job_runs_once_and_says_how_it_ended(
+    session: Session,
+    session_factory,
+    data_dir: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    base = _train(session, data_dir)
+    _feedback(session, ("return", "公交站台遮雨棚坏了", "交通运输"))
+    job = registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    assert (job.status, job.status_label) == ("queued", "排队中")
+    with pytest.raises(Conflict) as busy:  # one run at a time
+        registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    assert "已有训练任务" in busy.value.message
+    session.commit()
+
+    registry.run_training_job(session_factory, job.id, data_dir)
+    session.expire_all()
+    done = registry.training_job(session=session, actor=SYSTEM, job_id=job.id)
+    assert done.status == "finished" and done.version is not None and done.finished_at is not None
+    trained = next(
+        v for v in registry.list_versions(session=session, actor=SYSTEM) if v.version == done.version
+    )
+    assert not trained.active and trained.n_feedback == 1 and _active(session) == [base.version]
+    registry.run_training_job(session_factory, job.id, data_dir)  # a second run of the task does nothing
+    assert len(registry.list_versions(session=session, actor=SYSTEM)) == 2
+
+    # a run that fails says why; one whose process died is reported failed after a while
+    failing = registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    session.commit()
+    (data_dir / base.path).parent.joinpath(registry.ROWS_FILE).unlink()
+    registry.run_training_job(session_factory, failing.id, data_dir)
+    session.expire_all()
+    failed = registry.latest_training_job(session=session, actor=SYSTEM)
+    assert failed is not None and failed.id == failing.id
+    assert failed.status == "failed" and "没有保存训练样本" in failed.error
+    session.add(TrainingJob(status="running", created_by="测试", created_at=clock.now(), error=""))
+    session.flush()
+    assert registry.latest_training_job(session=session, actor=SYSTEM).status == "running"
+    clock.freeze(clock.now() + registry.JOB_STALE_AFTER + timedelta(seconds=1))
+    stale = registry.latest_training_job(session=session, actor=SYSTEM)
+    assert stale.status == "failed" and "训练中断" in stale.error
+
+
 def test_admin_retrains_from_the_page_and_the_api(
     client: TestClient,
     session: Session,
@@ -277,16 +321,20 @@ def test_admin_retrains_from_the_page_and_the_api(
 
     csrf = client.cookies.get("xihu_csrf")
     sent = client.post("/staff/dispatch/models/retrain", data={"csrf_token": csrf}, follow_redirects=False)
-    assert sent.status_code == 303
-    trained = sent.headers["location"].split("trained=")[1]
-    page = client.get(sent.headers["location"]).text
-    assert 'data-testid="trained"' in page and trained in page
+    assert sent.status_code == 303 and sent.headers["location"] == "/staff/dispatch/models"
+    # the test client runs the background task before it returns: the page shows its outcome
+    page = client.get("/staff/dispatch/models").text
     listed = {v["version"]: v for v in client.get("/api/dispatch/models").json()}
+    [trained] = [v for v in listed if v != base.version]
+    assert 'data-testid="trained"' in page and trained in page
     assert listed[trained]["active"] is False and listed[base.version]["active"] is True
     assert listed[trained]["n_feedback"] == 2
 
     by_api = client.post("/api/dispatch/models/retrain")
-    assert by_api.status_code == 200 and by_api.json()["active"] is False
+    assert by_api.status_code == 202 and by_api.json()["status"] == "queued"
+    followed = client.get(f"/api/dispatch/training-jobs/{by_api.json()['id']}").json()
+    assert followed["status"] == "finished" and followed["version"] not in (None, trained, base.version)
+    assert client.get("/api/dispatch/training-jobs/999999").status_code == 404
     (settings.data_dir / base.path).parent.joinpath(registry.ROWS_FILE).unlink()
     refused = client.post("/staff/dispatch/models/retrain", data={"csrf_token": csrf})
     assert refused.status_code == 409 and "重新训练未成功" in refused.text

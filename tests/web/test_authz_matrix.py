@@ -244,6 +244,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/dispatch/models"): Rule("dispatch.manage"),
     ("POST", "/api/dispatch/models/rollback"): Rule("dispatch.manage"),
     ("POST", "/api/dispatch/models/retrain"): Rule("dispatch.manage"),
+    ("GET", "/api/dispatch/training-jobs/{job_id}"): Rule(
+        "dispatch.manage", path={"job_id": lambda c: 999_999}, expect=_missing_for("dispatch.manage")
+    ),
     ("POST", "/api/dispatch/models/{version_id}/activate"): Rule(
         "dispatch.manage", path={"version_id": lambda c: 999_999}, expect=_missing_for("dispatch.manage")
     ),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 
 from xihu.core.security import Actor
 from xihu.dispatch import registry
-from xihu.dispatch.schemas import ModelVersionRead
+from xihu.dispatch.schemas import ModelVersionRead, TrainingJobRead
 from xihu.web.deps import get_actor, get_session, verify_csrf_api
 
 router = APIRouter(prefix="/api/dispatch", tags=["dispatch"])
@@ -29,12 +29,32 @@ def rollback_model(
     return registry.rollback(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
 
 
-@router.post("/models/retrain", response_model=ModelVersionRead, dependencies=[Depends(verify_csrf_api)])
+@router.post(
+    "/models/retrain",
+    response_model=TrainingJobRead,
+    status_code=202,
+    dependencies=[Depends(verify_csrf_api)],
+)
 def retrain_model(
-    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
-) -> ModelVersionRead:
-    """Train a new, inactive version on the active version's rows plus all labelled feedback (409: none)."""
-    return registry.retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+    request: Request,
+    background: BackgroundTasks,
+    actor: Actor = Depends(get_actor),
+    session: Session = Depends(get_session),
+) -> TrainingJobRead:
+    """Start retraining on the active version's rows plus all labelled feedback; 202 and the job to follow."""
+    data_dir = request.app.state.settings.data_dir
+    job = registry.start_retrain(session=session, actor=actor, data_dir=data_dir)
+    session.commit()  # the job row must exist before the task looks for it
+    background.add_task(registry.run_training_job, request.app.state.session_factory, job.id, data_dir)
+    return job
+
+
+@router.get("/training-jobs/{job_id}", response_model=TrainingJobRead)
+def training_job(
+    job_id: int, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> TrainingJobRead:
+    """A retraining job's state: queued, running, finished (with the version it trained) or failed (why)."""
+    return registry.training_job(session=session, actor=actor, job_id=job_id)
 
 
 @router.post(

@@ -45,6 +45,22 @@ class ModelVersion(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class TrainingJob(Base):
+    """A retraining run in the background: a web request would outlast a proxy's timeout on real data."""
+
+    __tablename__ = "dispatch_training_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued | running | finished | failed
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the version it trained
+    error: Mapped[str] = mapped_column(String(300), default="")
+
+
 class ResponsibilityRule(Base):
     """权责清单: category (+ keywords, place type, hours, area) -> the responsible unit or the street."""
 

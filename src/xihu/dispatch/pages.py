@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -37,7 +37,7 @@ def _models_page(
         new_feedback=registry.feedback_not_in_active(session=session, actor=actor),
         error=error,
         done=request.query_params.get("done", ""),
-        trained=request.query_params.get("trained", ""),
+        job=registry.latest_training_job(session=session, actor=actor),
     )
 
 
@@ -52,9 +52,7 @@ def models(
     return _models_page(request, session, actor)
 
 
-def _change(
-    request: Request, session: Session, actor: Actor, what: str, call: object, landing: str = "done"
-) -> Response:
+def _change(request: Request, session: Session, actor: Actor, what: str, call: object) -> Response:
     redirect = staff_or_redirect(request, actor, PERMISSION)
     if redirect is not None:
         return redirect
@@ -65,7 +63,7 @@ def _change(
         session.rollback()
         message, status = error_text(exc)
         return _models_page(request, session, actor, error=f"{what}未成功：{message}", status=status)
-    return RedirectResponse(f"{MODELS_PAGE}?{landing}={done.version}", status_code=303)
+    return RedirectResponse(f"{MODELS_PAGE}?done={done.version}", status_code=303)
 
 
 @router.post(f"{MODELS_PAGE}/rollback", dependencies=[Depends(verify_csrf_form)])
@@ -103,15 +101,22 @@ def activate(
 
 @router.post(f"{MODELS_PAGE}/retrain", dependencies=[Depends(verify_csrf_form)])
 def retrain(
-    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+    request: Request,
+    background: BackgroundTasks,
+    actor: Actor = Depends(get_actor),
+    session: Session = Depends(get_session),
 ) -> Response:
-    """Train a new, inactive version on the active one's rows plus the feedback; the admin then decides."""
+    """Start retraining in the background (active version's rows plus the feedback); the page follows it."""
+    redirect = staff_or_redirect(request, actor, PERMISSION)
+    if redirect is not None:
+        return redirect
     data_dir = request.app.state.settings.data_dir
-    return _change(
-        request,
-        session,
-        actor,
-        "重新训练",
-        lambda: registry.retrain(session=session, actor=actor, data_dir=data_dir),
-        landing="trained",
-    )
+    try:
+        job = registry.start_retrain(session=session, actor=actor, data_dir=data_dir)
+    except DomainError as exc:
+        session.rollback()
+        message, status = error_text(exc)
+        return _models_page(request, session, actor, error=f"重新训练未成功：{message}", status=status)
+    session.commit()  # the job row must exist before the task looks for it
+    background.add_task(registry.run_training_job, request.app.state.session_factory, job.id, data_dir)
+    return RedirectResponse(MODELS_PAGE, status_code=303)

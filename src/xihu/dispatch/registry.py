@@ -21,20 +21,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.core import clock
 from xihu.core.audit import AuditEntry, record
 from xihu.core.config import get_settings
-from xihu.core.errors import Conflict, Invalid, NotFound
-from xihu.core.security import Actor, authorize
+from xihu.core.errors import Conflict, DomainError, Invalid, NotFound
+from xihu.core.security import Actor, User, authorize
 from xihu.dispatch.classifier import CategoryModel, dedupe_rows, read_rows, row_text
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
-from xihu.dispatch.models import DispatchFeedback, ModelVersion
-from xihu.dispatch.schemas import ModelVersionRead
+from xihu.dispatch.models import DispatchFeedback, ModelVersion, TrainingJob
+from xihu.dispatch.schemas import ModelVersionRead, TrainingJobRead
 
 __all__ = [
     "CHECK_INTERVAL_SECONDS",
@@ -238,11 +239,8 @@ def feedback_not_in_active(*, session: Session, actor: Actor) -> int:
     return max(len(feedback_rows(session=session)) - (used if isinstance(used, int) else 0), 0)
 
 
-def retrain(
-    *, session: Session, actor: Actor, data_dir: Path, note: str = "", progress: Progress | None = None
-) -> ModelVersionRead:
-    """Train a new, inactive version on the active version's rows plus all labelled feedback."""
-    authorize(actor, PERMISSION)
+def _retrain_base(session: Session, data_dir: Path) -> tuple[ModelVersion, Path]:
+    """The active version and its saved rows, or a clear refusal."""
     current = _current(session)
     if current is None:
         raise Conflict(
@@ -255,6 +253,15 @@ def retrain(
             "请用 xihu dispatch train --input 训练",
             english=f"version {current.version} has no saved training rows",
         )
+    return current, rows_path
+
+
+def retrain(
+    *, session: Session, actor: Actor, data_dir: Path, note: str = "", progress: Progress | None = None
+) -> ModelVersionRead:
+    """Train a new, inactive version on the active version's rows plus all labelled feedback."""
+    authorize(actor, PERMISSION)
+    current, rows_path = _retrain_base(session, data_dir)
     return train_version(
         session=session,
         actor=actor,
@@ -264,6 +271,97 @@ def retrain(
         activate=False,
         progress=progress,
     )
+
+
+# ---------------------------------------------------------------- retraining in the background
+
+JOB_STATUS_LABELS = {"queued": "排队中", "running": "训练中", "finished": "已完成", "failed": "未成功"}
+# a job still queued or running after this long died with its process (a restart, a crash)
+JOB_STALE_AFTER = timedelta(minutes=15)
+
+
+def _job_read(job: TrainingJob) -> TrainingJobRead:
+    status = job.status
+    if status in ("queued", "running") and clock.now() - job.created_at > JOB_STALE_AFTER:
+        status = "failed"
+    error = job.error or ("训练中断（服务重启或进程退出），请重新发起" if status != job.status else "")
+    return TrainingJobRead(
+        id=job.id,
+        status=status,
+        status_label=JOB_STATUS_LABELS[status],
+        note=job.note,
+        created_by=job.created_by,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        version=job.version,
+        error=error,
+    )
+
+
+def start_retrain(*, session: Session, actor: Actor, data_dir: Path, note: str = "") -> TrainingJobRead:
+    """Queue a retraining run (see `retrain`); refused at once if it cannot succeed or one is under way."""
+    authorize(actor, PERMISSION)
+    # the versions' rows are locked as for an activation, so two admins clicking at once start one run
+    _current(session, lock=True)
+    _retrain_base(session, data_dir)
+    under_way = session.scalars(select(TrainingJob).where(TrainingJob.status.in_(("queued", "running"))))
+    if any(_job_read(j).status != "failed" for j in under_way):
+        raise Conflict("已有训练任务在进行，请等它完成", english="a training run is already under way")
+    job = TrainingJob(
+        status="queued",
+        note=note[:200],
+        created_by_id=actor.user_id,
+        created_by=actor.label[:64],
+        created_at=clock.now(),
+        error="",
+    )
+    session.add(job)
+    session.flush()
+    return _job_read(job)
+
+
+def run_training_job(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> None:
+    """Run a queued retraining job to its end, recording the version it trained or why it failed."""
+    with factory() as session:
+        job = session.get(TrainingJob, job_id)
+        if job is None or job.status != "queued":
+            return
+        job.status = "running"
+        session.commit()
+        user = session.get(User, job.created_by_id) if job.created_by_id is not None else None
+        actor = user.to_actor() if user is not None else Actor.system(job.created_by or "系统")
+        note = job.note
+    try:
+        with factory() as session:
+            version = retrain(session=session, actor=actor, data_dir=data_dir, note=note)
+            session.commit()
+        outcome: dict[str, object] = {"status": "finished", "version": version.version}
+    except DomainError as exc:
+        outcome = {"status": "failed", "error": exc.message[:300]}
+    except Exception as exc:  # noqa: BLE001 - the admin must learn that it failed, not see it run forever
+        log.exception("training job %s failed", job_id)
+        outcome = {"status": "failed", "error": f"训练出错：{str(exc)[:200]}"}
+    with factory() as session:
+        session.execute(
+            update(TrainingJob).where(TrainingJob.id == job_id).values(finished_at=clock.now(), **outcome)
+        )
+        session.commit()
+
+
+def training_job(*, session: Session, actor: Actor, job_id: int) -> TrainingJobRead:
+    """One retraining job's state."""
+    authorize(actor, PERMISSION)
+    job = session.get(TrainingJob, job_id)
+    if job is None:
+        raise NotFound("训练任务不存在", english=f"training job {job_id} not found")
+    return _job_read(job)
+
+
+def latest_training_job(*, session: Session, actor: Actor) -> TrainingJobRead | None:
+    """The newest retraining job, for the models page."""
+    authorize(actor, PERMISSION)
+    job = session.scalar(select(TrainingJob).order_by(TrainingJob.id.desc()).limit(1))
+    return _job_read(job) if job is not None else None
 
 
 def ensure_demo_model(*, session: Session, data_dir: Path) -> ModelVersionRead | None:

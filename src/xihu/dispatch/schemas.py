@@ -74,6 +74,20 @@ class ModelVersionRead(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrainingJobRead(BaseModel):
+    """A background retraining run: its state, and the version it trained or why it failed."""
+
+    id: int
+    status: str
+    status_label: str
+    note: str = ""
+    created_by: str = ""
+    created_at: datetime
+    finished_at: datetime | None = None
+    version: str | None = None
+    error: str = ""
+
+
 # ---------------------------------------------------------------- responsibility table (权责清单)
 
 RULE_TARGETS = ("unit", "street", "community")

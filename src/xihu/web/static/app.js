@@ -215,6 +215,18 @@
       });
     });
 
+    // Models page: while a retraining job runs, look every 2 s and reload once it has ended.
+    var training = document.querySelector("[data-training-job]");
+    if (training && window.fetch) {
+      var watch = function () {
+        api("GET", "/api/dispatch/training-jobs/" + training.getAttribute("data-training-job")).then(function (job) {
+          if (job.status === "finished" || job.status === "failed") window.location.reload();
+          else setTimeout(watch, 2000);
+        }).catch(function () { setTimeout(watch, 5000); });
+      };
+      setTimeout(watch, 2000);
+    }
+
     var importForm = document.getElementById("import-form");
     var progress = document.getElementById("import-progress");
     if (progress && progress.getAttribute("data-job")) poll(progress.getAttribute("data-job"));
