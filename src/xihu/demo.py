@@ -302,15 +302,19 @@ def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, plac
     if target < 0.27:
         return
     if target < 0.3:
-        other = places_service_unit(factory, rng.choice(["D-CG", "D-SCJG", "D-STHJ"]))
-        if other != appeal.lead_unit_id:
+        # a unit hands on what is another's: to a unit the router also thought likely (a mixed appeal)
+        alternatives = [
+            c for c in suggestions if c["unit_id"] != appeal.lead_unit_id and c["confidence"] >= 0.1
+        ]
+        if alternatives:
+            to = alternatives[0]
             step(
                 appeal_service.transfer,
                 rng.uniform(3, 25),
                 actor=handler,
-                data=TransferIn(unit_id=other, reason="涉及执法事项，转相关部门办理"),
+                data=TransferIn(unit_id=to["unit_id"], reason=f"主要属于{to['unit_name']}职责，转其办理"),
             )
-        return
+            return
     step(appeal_service.start, rng.uniform(40, 90) if late else rng.uniform(2, 28), actor=handler)
     if target < 0.36:
         return
