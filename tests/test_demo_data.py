@@ -9,10 +9,10 @@ from xihu.core.config import get_settings
 from xihu.core.db import make_engine, make_session_factory
 from xihu.core.migrate import upgrade
 from xihu.demo import load_demo
-from xihu.dispatch.models import DispatchDecision
+from xihu.dispatch.models import DispatchDecision, DispatchFeedback
 
 
-def test_each_demo_appeal_in_the_dispatch_queue_has_the_routers_suggestions(tmp_path, monkeypatch) -> None:
+def test_demo_queue_has_suggestions_and_its_feedback_labels_agree(tmp_path, monkeypatch) -> None:
     # a database of its own: the loader commits, and the shared test database must stay clean
     monkeypatch.setenv("XIHU_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
@@ -25,8 +25,18 @@ def test_each_demo_appeal_in_the_dispatch_queue_has_the_routers_suggestions(tmp_
             queued = set(conn.scalars(select(Appeal.id).where(Appeal.state == "submitted")))
             # held back by the router, or returned by a unit after it dispatched them
             routed = set(conn.scalars(select(DispatchDecision.appeal_id)))
+            # the demo dispatcher's choices become training feedback: one category per kind of appeal
+            labels = conn.execute(
+                select(Appeal.title, DispatchFeedback.category)
+                .join(Appeal, Appeal.id == DispatchFeedback.appeal_id)
+                .where(DispatchFeedback.kind == "manual")
+            ).all()
         assert queued, "the demo leaves some appeals for the dispatcher"
         assert queued <= routed
+        by_title: dict[str, set[str]] = {}
+        for title, category in labels:
+            by_title.setdefault(title, set()).add(category)
+        assert len(by_title) >= 5 and all(len(c) == 1 for c in by_title.values()), by_title
     finally:
         engine.dispose()
         get_settings.cache_clear()

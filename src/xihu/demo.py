@@ -276,12 +276,23 @@ def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, plac
             )
             return
     if appeal.state == "submitted":
-        unit_id = suggestions[0]["unit_id"] if suggestions else places_service_unit(factory, "D-CG")
+        # the dispatcher knows what the appeal is about (the template's category) and sends it to that
+        # category's unit by the 权责清单, taking the router's suggestion when it agrees: manual dispatches
+        # become training feedback, so they carry the right category, not the router's guess
+        pick = next((c for c in suggestions if c["category"] == category), None)
+        with unit_of_work(factory) as s:
+            unit_id = (
+                pick["unit_id"]
+                if pick
+                else responsibility.resolve(
+                    session=s, category=category, text=appeal.description, street_id=appeal.street_id
+                )[0]
+            )
         step(
             appeal_service.dispatch,
             rng.uniform(1, 20),
             actor=dispatcher,
-            data=DispatchIn(unit_id=unit_id, category=suggestions[0]["category"] if suggestions else None),
+            data=DispatchIn(unit_id=unit_id or places_service_unit(factory, "D-CG"), category=category),
         )
     with unit_of_work(factory) as s:
         appeal = appeal_service.read(session=s, actor=Actor.system(), appeal_id=appeal_id)
