@@ -42,6 +42,13 @@ def retrain_model(
     session: Session = Depends(get_session),
 ) -> TrainingJobRead:
     """Start retraining on the active version's rows plus all labelled feedback; 202 and the job to follow."""
+    return queue_retrain(request, background, session, actor)
+
+
+def queue_retrain(
+    request: Request, background: BackgroundTasks, session: Session, actor: Actor
+) -> TrainingJobRead:
+    """Queue a retraining job and run it after the response (for this route and the models page)."""
     data_dir = request.app.state.settings.data_dir
     job = registry.start_retrain(session=session, actor=actor, data_dir=data_dir)
     session.commit()  # the job row must exist before the task looks for it

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from xihu.core.errors import DomainError
 from xihu.core.security import Actor
 from xihu.dispatch import registry
+from xihu.dispatch.api import queue_retrain
 from xihu.web.deps import get_actor, get_session, verify_csrf_form
 from xihu.web.pages import error_text, staff_or_redirect
 from xihu.web.templating import render
@@ -110,13 +111,10 @@ def retrain(
     redirect = staff_or_redirect(request, actor, PERMISSION)
     if redirect is not None:
         return redirect
-    data_dir = request.app.state.settings.data_dir
     try:
-        job = registry.start_retrain(session=session, actor=actor, data_dir=data_dir)
+        queue_retrain(request, background, session, actor)
     except DomainError as exc:
         session.rollback()
         message, status = error_text(exc)
         return _models_page(request, session, actor, error=f"重新训练未成功：{message}", status=status)
-    session.commit()  # the job row must exist before the task looks for it
-    background.add_task(registry.run_training_job, request.app.state.session_factory, job.id, data_dir)
     return RedirectResponse(MODELS_PAGE, status_code=303)

@@ -94,11 +94,19 @@ def demo_rows() -> list[tuple[str, str]]:
     return [(f"{title} {text}", label) for title, text, label in DEMO_EXAMPLES]
 
 
+# feedback that can teach the model: it names a category and has text
+_LABELLED = (
+    DispatchFeedback.category.is_not(None),
+    DispatchFeedback.category != "",
+    DispatchFeedback.text != "",
+)
+
+
 def feedback_rows(*, session: Session) -> list[tuple[str, str]]:
     """Labelled feedback (returns with the right category, manual dispatches) as (text, category) rows."""
     stmt = (
         select(DispatchFeedback.text, DispatchFeedback.category)
-        .where(DispatchFeedback.category.is_not(None), DispatchFeedback.category != "")
+        .where(*_LABELLED)
         .order_by(DispatchFeedback.id)
     )
     return [(text, category) for text, category in session.execute(stmt) if text and category]
@@ -236,7 +244,8 @@ def feedback_not_in_active(*, session: Session, actor: Actor) -> int:
     current = _current(session)
     used = (current.metrics or {}).get("n_feedback", 0) if current is not None else 0
     # feedback rows are only ever added, so the newest ones are those the version has not seen
-    return max(len(feedback_rows(session=session)) - (used if isinstance(used, int) else 0), 0)
+    labelled = session.scalar(select(func.count()).select_from(DispatchFeedback).where(*_LABELLED)) or 0
+    return max(labelled - (used if isinstance(used, int) else 0), 0)
 
 
 def _retrain_base(session: Session, data_dir: Path) -> tuple[ModelVersion, Path]:
