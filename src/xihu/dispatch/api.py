@@ -70,10 +70,19 @@ def training_job(
 def activate_model(
     version_id: int,
     request: Request,
+    confirm: bool = False,
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> ModelVersionRead:
-    """Make a model version the active one (422 when its file is missing); running servers pick it up."""
+    """Make a model version the active one; running servers pick it up.
+
+    422 when its file is missing; 409 when its figures are worse than the active version's (the message says
+    which) unless `confirm=true`.
+    """
     return registry.activate(
-        session=session, actor=actor, version_id=version_id, data_dir=request.app.state.settings.data_dir
+        session=session,
+        actor=actor,
+        version_id=version_id,
+        data_dir=request.app.state.settings.data_dir,
+        confirm=confirm,
     )

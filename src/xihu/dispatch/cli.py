@@ -97,7 +97,10 @@ def train(
     for line in _metrics_lines(version):
         typer.echo(line)
     if not version.active:
-        typer.echo(f"未启用；启用请运行 xihu dispatch activate {version.version}")
+        for concern in version.concerns:
+            typer.echo(f"不如当前版本 (worse than the active version): {concern}")
+        hint = " --confirm" if version.concerns else ""
+        typer.echo(f"未启用；启用请运行 xihu dispatch activate {version.version}{hint}")
 
 
 @app.command()
@@ -112,7 +115,10 @@ def retrain(note: str = typer.Option("", "--note", help="版本备注")) -> None
     )
     for line in _metrics_lines(version):
         typer.echo(line)
-    typer.echo(f"未启用；核对指标后运行 xihu dispatch activate {version.version}")
+    for concern in version.concerns:
+        typer.echo(f"不如当前版本 (worse than the active version): {concern}")
+    hint = " --confirm" if version.concerns else ""
+    typer.echo(f"未启用；核对指标后运行 xihu dispatch activate {version.version}{hint}")
 
 
 def _with_progress(train: Callable[[Session, Callable[[str], None]], ModelVersionRead]) -> ModelVersionRead:
@@ -205,8 +211,9 @@ def _version_id(session: Session, version: str) -> int:
 @app.command("activate")
 def activate_version(
     version: str = typer.Argument(..., help="版本号（如 m20261121-2130-ab12）或编号"),
+    confirm: bool = typer.Option(False, "--confirm", help="指标不如当前版本时仍然启用（已核对）"),
 ) -> None:
-    """Make a model version the active one."""
+    """Make a model version the active one (one worse than the active version only with --confirm)."""
     from xihu.dispatch import registry
 
     try:
@@ -216,6 +223,7 @@ def activate_version(
                 actor=_actor(),
                 version_id=_version_id(session, version),
                 data_dir=_data_dir(),
+                confirm=confirm,
             )
     except DomainError as exc:
         raise _fail(f"启用失败：{exc.message}") from exc

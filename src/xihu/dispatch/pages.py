@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -86,17 +86,20 @@ def rollback(
 def activate(
     version_id: int,
     request: Request,
+    confirm: str = Form(""),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> Response:
-    """Make a version the active model and come back to the list."""
+    """Make a version the active model and come back to the list (a worse one only when confirmed)."""
     data_dir = request.app.state.settings.data_dir
     return _change(
         request,
         session,
         actor,
         "启用",
-        lambda: registry.activate(session=session, actor=actor, version_id=version_id, data_dir=data_dir),
+        lambda: registry.activate(
+            session=session, actor=actor, version_id=version_id, data_dir=data_dir, confirm=bool(confirm)
+        ),
     )
 
 

@@ -36,6 +36,7 @@ from xihu.dispatch.classifier import CategoryModel, dedupe_rows, read_rows, row_
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
 from xihu.dispatch.models import DispatchFeedback, ModelVersion, TrainingJob
 from xihu.dispatch.schemas import ModelVersionRead, TrainingJobRead
+from xihu.dispatch.version_guard import concerns
 
 __all__ = [
     "CHECK_INTERVAL_SECONDS",
@@ -137,7 +138,10 @@ def _metric(metrics: dict[str, object], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _read(row: ModelVersion, data_dir: Path | None = None) -> ModelVersionRead:
+def _read(
+    row: ModelVersion, data_dir: Path | None = None, current: ModelVersion | None = None
+) -> ModelVersionRead:
+    """A version as shown to admins; `current` (the active version) to say what this one does worse."""
     metrics = dict(row.metrics or {})
     n_train = metrics.get("n_train")
     n_feedback = metrics.get("n_feedback")
@@ -159,7 +163,15 @@ def _read(row: ModelVersion, data_dir: Path | None = None) -> ModelVersionRead:
         auto_rate=_metric(metrics, "auto_rate"),
         auto_precision=_metric(metrics, "auto_precision"),
         metrics=metrics,
+        concerns=[] if row.active else _concerns(row, current),
     )
+
+
+def _concerns(row: ModelVersion, current: ModelVersion | None) -> list[str]:
+    """What `row` does worse than the active version `current` (nothing when it is the active one)."""
+    if current is not None and current.id == row.id:
+        return []
+    return concerns(row.metrics or {}, current.metrics if current is not None else None)
 
 
 def train_version(
@@ -220,10 +232,12 @@ def train_version(
             "macro_f1": model.metrics.get("macro_f1"),
         },
     )
-    if activate:
+    current = _current(session)
+    # a version worse than the one dispatching now stays inactive: activating it needs a confirmation
+    if activate and not _concerns(row, current):
         _activate(session=session, actor=actor, row=row, data_dir=data_dir, action=ACTION_ACTIVATE)
     session.flush()
-    return _read(row, data_dir)
+    return _read(row, data_dir, current)
 
 
 def _save_rows(path: Path, rows: list[tuple[str, str]]) -> None:
@@ -393,7 +407,8 @@ def list_versions(*, session: Session, actor: Actor, data_dir: Path | None = Non
     rows = session.scalars(
         select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
     )
-    return [_read(row, data_dir) for row in rows]
+    current = _current(session)
+    return [_read(row, data_dir, current) for row in rows]
 
 
 def get_version(
@@ -401,7 +416,7 @@ def get_version(
 ) -> ModelVersionRead:
     """One model version."""
     authorize(actor, PERMISSION)
-    return _read(_row(session, version_id), data_dir)
+    return _read(_row(session, version_id), data_dir, _current(session))
 
 
 def _row(session: Session, version_id: int) -> ModelVersion:
@@ -424,9 +439,15 @@ def _current(session: Session, *, lock: bool = False) -> ModelVersion | None:
 
 
 def _activate(
-    *, session: Session, actor: Actor, row: ModelVersion, data_dir: Path | None, action: str
+    *,
+    session: Session,
+    actor: Actor,
+    row: ModelVersion,
+    data_dir: Path | None,
+    action: str,
+    overridden: list[str] | None = None,
 ) -> None:
-    """Make `row` the only active version and audit the change."""
+    """Make `row` the only active version and audit the change (and the concerns the admin overrode)."""
     if not _resolve(row.path, data_dir).is_file():
         raise Invalid(
             f"模型文件缺失，无法启用版本 {row.version}", english=f"model file of {row.version} is missing"
@@ -449,18 +470,39 @@ def _activate(
         entity_id=row.id,
         from_state=current.version[:24] if current is not None else None,
         to_state=row.version[:24],
-        detail={"version": row.version, "previous": current.version if current is not None else None},
+        detail={
+            "version": row.version,
+            "previous": current.version if current is not None else None,
+            **({"overridden_concerns": overridden} if overridden else {}),
+        },
     )
     session.flush()
 
 
 def activate(
-    *, session: Session, actor: Actor, version_id: int, data_dir: Path | None = None
+    *,
+    session: Session,
+    actor: Actor,
+    version_id: int,
+    data_dir: Path | None = None,
+    confirm: bool = False,
 ) -> ModelVersionRead:
-    """Make a version the active model (its file must exist)."""
+    """Make a version the active model (its file must exist).
+
+    A version whose figures are worse than the active one's (see `version_guard`) is refused unless `confirm`
+    is given; the overridden concerns are then audited with the activation.
+    """
     authorize(actor, PERMISSION)
     row = _row(session, version_id)
-    _activate(session=session, actor=actor, row=row, data_dir=data_dir, action=ACTION_ACTIVATE)
+    found = _concerns(row, _current(session, lock=True)) if not row.active else []
+    if found and not confirm:
+        raise Conflict(
+            f"版本 {row.version} 的指标不如当前版本：{'；'.join(found)}。核对后如仍要启用，请确认后再启用",
+            english=f"version {row.version} is worse than the active one: confirm to activate it anyway",
+        )
+    _activate(
+        session=session, actor=actor, row=row, data_dir=data_dir, action=ACTION_ACTIVATE, overridden=found
+    )
     return _read(row, data_dir)
 
 

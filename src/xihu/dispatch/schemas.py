@@ -72,6 +72,8 @@ class ModelVersionRead(BaseModel):
     auto_rate: float | None = None
     auto_precision: float | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    # what is worse than the active version (or short of the precision target); activation must be confirmed
+    concerns: list[str] = Field(default_factory=list)
 
 
 class TrainingJobRead(BaseModel):
