@@ -275,7 +275,8 @@ def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, plac
                 data=MergeIn(into_tracking_code=others[0].tracking_code),
             )
             return
-    if appeal.state == "submitted":
+    held_back = appeal.state == "submitted"
+    if held_back:
         # the dispatcher knows what the appeal is about (the template's category) and sends it to that
         # category's unit by the 权责清单, taking the router's suggestion when it agrees: manual dispatches
         # become training feedback, so they carry the right category, not the router's guess
@@ -306,6 +307,17 @@ def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, plac
             actor=handler,
             reason="经核实不属于本单位职责，请重新派单",
         )
+        # Now and then a hasty dispatcher takes the router's second guess for a returned appeal. That is a
+        # wrong label on a text the model reads confidently: what 纠错反馈核对 is there to catch before a
+        # retrain learns it.
+        second = next((c for c in suggestions[1:] if c["category"] != category), None)
+        if second is not None and not held_back and rng.random() < 0.4:
+            step(
+                appeal_service.dispatch,
+                rng.uniform(1, 10),
+                actor=dispatcher,
+                data=DispatchIn(unit_id=second["unit_id"], category=second["category"]),
+            )
         return
     late = rng.random() < 0.12
     if appeal.state == "dispatched":

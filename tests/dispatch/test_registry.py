@@ -195,21 +195,20 @@ def test_active_model_checks_the_database_at_most_once_per_interval(session: Ses
 
 
 def _feedback(session: Session, *rows: tuple[str, str, str | None]) -> None:
-    """(kind, text, category) corrections of one citizen appeal."""
+    """(kind, text, category) corrections, each of its own citizen appeal."""
     from xihu.appeals import service as appeal_service
     from xihu.appeals.enums import Channel
     from xihu.appeals.schemas import AppealCreate
 
-    appeal = appeal_service.submit(
-        session=session,
-        actor=Actor.citizen(),
-        appeal_in=AppealCreate(description="西溪路公交站台的遮雨棚被风吹坏了，下雨天等车全身淋湿。"),
-        channel=Channel.web,
-        auto_route=False,
-    )
-    session.add_all(
-        [DispatchFeedback(appeal_id=appeal.id, kind=kind, text=t, category=c) for kind, t, c in rows]
-    )
+    for kind, text, category in rows:
+        appeal = appeal_service.submit(
+            session=session,
+            actor=Actor.citizen(),
+            appeal_in=AppealCreate(description=f"西溪路公交站台：{text}，下雨天等车全身淋湿。"),
+            channel=Channel.web,
+            auto_route=False,
+        )
+        session.add(DispatchFeedback(appeal_id=appeal.id, kind=kind, text=text, category=category))
     session.flush()
 
 

@@ -259,6 +259,29 @@ ROUTES: dict[tuple[str, str], Rule] = {
         path={"version_id": lambda c: 999_999},
         expect=_missing_for("dispatch.manage"),
     ),
+    ("GET", "/api/dispatch/feedback"): Rule("dispatch.manage"),
+    ("GET", "/staff/dispatch/feedback"): Rule("dispatch.manage"),
+    ("POST", "/api/dispatch/feedback/{feedback_id}/exclude"): Rule(
+        "dispatch.manage",
+        path={"feedback_id": lambda c: 999_999},
+        build=_json(reason="类别标错了"),
+        expect=_missing_for("dispatch.manage"),
+    ),
+    ("POST", "/api/dispatch/feedback/{feedback_id}/restore"): Rule(
+        "dispatch.manage", path={"feedback_id": lambda c: 999_999}, expect=_missing_for("dispatch.manage")
+    ),
+    ("POST", "/staff/dispatch/feedback/{feedback_id}/exclude"): Rule(
+        "dispatch.manage",
+        path={"feedback_id": lambda c: 999_999},
+        build=_form(reason="类别标错了"),
+        expect=_missing_for("dispatch.manage"),
+    ),
+    ("POST", "/staff/dispatch/feedback/{feedback_id}/restore"): Rule(
+        "dispatch.manage",
+        path={"feedback_id": lambda c: 999_999},
+        build=_form(),
+        expect=_missing_for("dispatch.manage"),
+    ),
     ("GET", "/api/dispatch/quality"): Rule("dispatch.report"),
     ("GET", "/staff/dispatch/report"): Rule("dispatch.report"),
     # dispatchers and supervisors read the responsibility table; only admins change it

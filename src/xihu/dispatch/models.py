@@ -126,3 +126,7 @@ class DispatchFeedback(Base):
     model_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
     reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+    # an admin may keep a wrong correction out of training (the row stays, for the record)
+    excluded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    excluded_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    excluded_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import logging
 import secrets
 import threading
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.core import clock
@@ -40,18 +41,21 @@ from xihu.dispatch.version_guard import concerns
 
 __all__ = [
     "CHECK_INTERVAL_SECONDS",
+    "LABELLED",
     "MODEL_FILE",
     "activate",
     "active_model",
     "demo_rows",
     "ensure_demo_model",
     "feedback_rows",
+    "feedback_not_in_active",
     "get_version",
     "list_versions",
     "reset_cache",
     "rollback",
     "rows_from_csv",
     "train_version",
+    "usable_feedback",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,21 +100,40 @@ def demo_rows() -> list[tuple[str, str]]:
 
 
 # feedback that can teach the model: it names a category and has text
-_LABELLED = (
+LABELLED = (
     DispatchFeedback.category.is_not(None),
     DispatchFeedback.category != "",
     DispatchFeedback.text != "",
 )
 
 
-def feedback_rows(*, session: Session) -> list[tuple[str, str]]:
-    """Labelled feedback (returns with the right category, manual dispatches) as (text, category) rows."""
+def usable_feedback() -> ColumnElement[bool]:
+    """Condition on DispatchFeedback: the corrections training uses.
+
+    Labelled, not excluded by an admin, and the latest such correction of its appeal: an appeal dispatched
+    by hand to one category, returned and dispatched again to another was corrected twice, and the same
+    text under both labels only confuses the model.
+    """
+    latest = (
+        select(func.max(DispatchFeedback.id))
+        .where(*LABELLED, DispatchFeedback.excluded_at.is_(None))
+        .group_by(DispatchFeedback.appeal_id)
+    )
+    return DispatchFeedback.id.in_(latest)
+
+
+def _feedback(session: Session) -> list[tuple[int, str, str]]:
     stmt = (
-        select(DispatchFeedback.text, DispatchFeedback.category)
-        .where(*_LABELLED)
+        select(DispatchFeedback.id, DispatchFeedback.text, DispatchFeedback.category)
+        .where(usable_feedback())
         .order_by(DispatchFeedback.id)
     )
-    return [(text, category) for text, category in session.execute(stmt) if text and category]
+    return [(i, text, category) for i, text, category in session.execute(stmt) if text and category]
+
+
+def feedback_rows(*, session: Session) -> list[tuple[str, str]]:
+    """Labelled feedback (manual dispatches and the like, see `usable_feedback`) as (text, category) rows."""
+    return [(text, category) for _, text, category in _feedback(session)]
 
 
 # ---------------------------------------------------------------- versions
@@ -187,17 +210,22 @@ def train_version(
     """Train on `rows` plus the labelled feedback, save the model as a new version, optionally activate it."""
     authorize(actor, PERMISSION)
     say = progress or (lambda _msg: None)
-    feedback = feedback_rows(session=session)
+    used = _feedback(session)
+    feedback = [(text, category) for _, text, category in used]
     texts = [text for text, _ in rows] + [text for text, _ in feedback]
     labels = [label for _, label in rows] + [label for _, label in feedback]
     if not texts:
         raise Invalid("没有可用于训练的样本", english="no training rows")
     try:
-        model = CategoryModel().fit(texts, labels, progress=say)
+        # figures on the version's own rows too: what a retrain must not do worse (see version_guard)
+        model = CategoryModel().fit(texts, labels, progress=say, report_first=len(rows))
     except ValueError as exc:
         raise Invalid("训练数据不足：至少需要两个类别，且每个类别至少两条样本", english=str(exc)) from exc
     model.metrics["n_feedback"] = len(feedback)
+    # corrections are only ever added: those after this id are what the version has not learnt
+    model.metrics["feedback_last_id"] = max((i for i, _, _ in used), default=0)
     model.metrics["n_rows"] = len(rows)
+    model.metrics["rows_sha"] = _rows_digest(rows)
     version = _new_version()
     while session.scalar(select(ModelVersion.id).where(ModelVersion.version == version)) is not None:
         version = _new_version()
@@ -240,6 +268,14 @@ def train_version(
     return _read(row, data_dir, current)
 
 
+def _rows_digest(rows: list[tuple[str, str]]) -> str:
+    """A fingerprint of a version's own rows: versions with the same one can be compared on those rows."""
+    digest = hashlib.sha256()
+    for text, label in rows:
+        digest.update(f"{text}\x1f{label}\x1e".encode())
+    return digest.hexdigest()[:16]
+
+
 def _save_rows(path: Path, rows: list[tuple[str, str]]) -> None:
     with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
@@ -253,13 +289,17 @@ def _load_rows(path: Path) -> list[tuple[str, str]]:
 
 
 def feedback_not_in_active(*, session: Session, actor: Actor) -> int:
-    """Labelled corrections the active version was not trained on (all of them when none is active)."""
+    """Usable corrections the active version was not trained on (all of them when none is active)."""
     authorize(actor, PERMISSION)
     current = _current(session)
-    used = (current.metrics or {}).get("n_feedback", 0) if current is not None else 0
-    # feedback rows are only ever added, so the newest ones are those the version has not seen
-    labelled = session.scalar(select(func.count()).select_from(DispatchFeedback).where(*_LABELLED)) or 0
-    return max(labelled - (used if isinstance(used, int) else 0), 0)
+    metrics = (current.metrics or {}) if current is not None else {}
+    count = select(func.count()).select_from(DispatchFeedback).where(usable_feedback())
+    last = metrics.get("feedback_last_id")
+    if isinstance(last, int):
+        return session.scalar(count.where(DispatchFeedback.id > last)) or 0
+    # versions trained before the id was kept: the newest corrections are the ones not yet seen
+    used = metrics.get("n_feedback", 0)
+    return max((session.scalar(count) or 0) - (used if isinstance(used, int) else 0), 0)
 
 
 def _retrain_base(session: Session, data_dir: Path) -> tuple[ModelVersion, Path]:

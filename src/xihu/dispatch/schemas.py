@@ -90,6 +90,57 @@ class TrainingJobRead(BaseModel):
     error: str = ""
 
 
+# ---------------------------------------------------------------- correction review
+
+FEEDBACK_VIEWS = ("all", "conflicts", "excluded")
+
+
+class FeedbackRead(BaseModel):
+    """A staff correction (manual dispatch, return, transfer) as an admin reviews it before retraining."""
+
+    id: int
+    appeal_id: int
+    kind: str
+    kind_label: str
+    text: str
+    category: str | None = None
+    predicted_category: str | None = None  # what the router said when the appeal arrived
+    model_version: str | None = None
+    reason: str = ""
+    created_at: datetime
+    excluded: bool = False
+    excluded_at: datetime | None = None
+    excluded_by: str = ""
+    excluded_reason: str = ""
+    superseded: bool = False  # a later correction of the same appeal is used instead
+    used: bool = False  # the next retraining learns it
+    # the active model's reading of the text now, and whether it confidently disagrees with the label
+    model_category: str | None = None
+    model_probability: float | None = None
+    conflicts: bool = False
+
+
+class FeedbackPage(BaseModel):
+    """One page of corrections with the counts of each view."""
+
+    view: str
+    items: list[FeedbackRead]
+    page: int
+    pages: int
+    total: int
+    counts: dict[str, int]
+    checked: int  # corrections the conflicts view looked at (the newest ones, see feedback_review)
+    model_version: str | None = None
+
+
+class FeedbackExclude(BaseModel):
+    """Why a correction should not be learnt."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    reason: str = Field(min_length=2, max_length=200)
+
+
 # ---------------------------------------------------------------- responsibility table (权责清单)
 
 RULE_TARGETS = ("unit", "street", "community")

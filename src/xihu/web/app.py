@@ -261,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from xihu.dispatch import api as dispatch_api
     from xihu.dispatch import api_rules as dispatch_rules_api
     from xihu.dispatch import pages as dispatch_pages
+    from xihu.dispatch import pages_feedback as dispatch_feedback
     from xihu.dispatch import pages_report as dispatch_report
     from xihu.dispatch import pages_rules as dispatch_rules_pages
     from xihu.indicators import api as indicators_api
@@ -285,6 +286,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatch_rules_api.router,
         dispatch_rules_pages.router,
         dispatch_report.router,
+        dispatch_feedback.api,
+        dispatch_feedback.router,
         open311_api.router,
         indicators_api.router,
         indicators_pages.router,
