@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.core.errors import DomainError
 from xihu.core.security import Actor
@@ -83,15 +83,21 @@ def train(
     if not rows:
         raise _fail(f"{input} 中没有带类别标签的样本（需要 title,text,label 列）")
     typer.echo(f"读取样本 (rows read): {len(rows)}", err=True)
+    actor = _actor()
     version = _with_progress(
-        lambda session, step: registry.train_version(
-            session=session,
-            actor=_actor(),
-            rows=rows,
-            data_dir=_data_dir(),
-            note=note,
-            activate=activate,
-            progress=step,
+        lambda factory, step: registry.train_in_steps(
+            factory,
+            lambda session: registry.training_set(session=session, actor=actor, rows=rows, note=note),
+            lambda session, training, model: registry.save_version(
+                session=session,
+                actor=actor,
+                training=training,
+                model=model,
+                data_dir=_data_dir(),
+                activate=activate,
+                progress=step,
+            ),
+            step,
         )
     )
     for line in _metrics_lines(version):
@@ -109,8 +115,8 @@ def retrain(note: str = typer.Option("", "--note", help="版本备注")) -> None
     from xihu.dispatch import registry
 
     version = _with_progress(
-        lambda session, step: registry.retrain(
-            session=session, actor=_actor(), data_dir=_data_dir(), note=note, progress=step
+        lambda factory, step: registry.retrain_in_steps(
+            factory, actor=_actor(), data_dir=_data_dir(), note=note, progress=step
         )
     )
     for line in _metrics_lines(version):
@@ -121,10 +127,19 @@ def retrain(note: str = typer.Option("", "--note", help="版本备注")) -> None
     typer.echo(f"未启用；核对指标后运行 xihu dispatch activate {version.version}{hint}")
 
 
-def _with_progress(train: Callable[[Session, Callable[[str], None]], ModelVersionRead]) -> ModelVersionRead:
-    """Run a training in one transaction with a progress bar on stderr; a domain error exits with it."""
+def _with_progress(
+    train: Callable[[sessionmaker[Session], Callable[[str], None]], ModelVersionRead],
+) -> ModelVersionRead:
+    """Run a training with a progress bar on stderr; a domain error exits with it.
+
+    `train` gets a session factory: it reads and saves in transactions of their own and fits with none open,
+    so a server running on the same SQLite database keeps taking appeals meanwhile.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from xihu.core.config import get_settings
+    from xihu.core.db import make_engine, make_session_factory
 
     progress = Progress(
         SpinnerColumn(),
@@ -134,17 +149,20 @@ def _with_progress(train: Callable[[Session, Callable[[str], None]], ModelVersio
         TimeElapsedColumn(),
         console=Console(stderr=True),
     )
+    engine = make_engine(get_settings().database_url)
     try:
-        with progress, _session() as session:
+        with progress:
             task = progress.add_task("starting", total=_TRAIN_STEPS)
 
             def step(message: str) -> None:
                 progress.update(task, advance=1, description=message)
 
-            version = train(session, step)
+            version = train(make_session_factory(engine), step)
             progress.update(task, completed=_TRAIN_STEPS, description="done")
     except DomainError as exc:
         raise _fail(f"训练失败：{exc.message}") from exc
+    finally:
+        engine.dispose()
     return version
 
 
