@@ -254,3 +254,16 @@ def _cheap_password_hashing() -> Iterator[None]:
     security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     yield
     security._hasher = original
+
+
+@pytest.fixture
+def fresh_model_cache() -> Iterator[None]:
+    """The dispatch registry sees the database as it is: no cached model, no check interval."""
+    from xihu.dispatch import registry
+
+    interval = registry.CHECK_INTERVAL_SECONDS
+    registry.CHECK_INTERVAL_SECONDS = 0
+    registry.reset_cache()
+    yield
+    registry.CHECK_INTERVAL_SECONDS = interval
+    registry.reset_cache()

@@ -3,7 +3,7 @@ labels it confidently disputes, and an admin excludes (with a reason, audited) o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,15 +28,12 @@ WRONG = "教育文体"
 
 
 @pytest.fixture
-def model(session: Session, settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    registry.CHECK_INTERVAL_SECONDS = 0
-    registry.reset_cache()
+def model(session: Session, settings, fresh_model_cache: None) -> None:  # type: ignore[no-untyped-def]
+    """The demo model, trained and active."""
     registry.train_version(
         session=session, actor=ADMIN, rows=registry.demo_rows(), data_dir=settings.data_dir, activate=True
     )
     session.flush()
-    yield
-    registry.reset_cache()
 
 
 def _dispatched(session: Session, dispatcher: Actor, text: str, *categories: str) -> int:

@@ -30,15 +30,8 @@ SYSTEM = Actor.system("测试")
 EVALUATION_KEYS = {"n", "accuracy", "macro_f1", "auto_rate", "auto_precision", "ms_per_appeal"}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    """Every test sees the database as it is: no cached model, no check interval."""
-    interval = registry.CHECK_INTERVAL_SECONDS
-    registry.CHECK_INTERVAL_SECONDS = 0
-    registry.reset_cache()
-    yield
-    registry.CHECK_INTERVAL_SECONDS = interval
-    registry.reset_cache()
+# every test sees the database as it is: no cached model, no check interval
+pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 
 @pytest.fixture

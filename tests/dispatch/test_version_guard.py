@@ -4,7 +4,7 @@ through the service, the admin page, the API and the CLI (demo examples only, no
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,14 +28,8 @@ SYSTEM = Actor.system("测试")
 GOOD = {"macro_f1": 0.93, "auto_rate": 0.72, "auto_precision": 0.991, "target_precision": 0.99}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    interval = registry.CHECK_INTERVAL_SECONDS
-    registry.CHECK_INTERVAL_SECONDS = 0
-    registry.reset_cache()
-    yield
-    registry.CHECK_INTERVAL_SECONDS = interval
-    registry.reset_cache()
+# every test sees the database as it is: no cached model, no check interval
+pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 
 def contradictory_rows() -> list[tuple[str, str]]:

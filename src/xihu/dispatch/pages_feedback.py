@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
@@ -114,16 +116,15 @@ def exclude_form(
     session: Session = Depends(get_session),
 ) -> Response:
     """Exclude a correction and come back to the same view."""
-    redirect = staff_or_redirect(request, actor, PERMISSION)
-    if redirect is not None:
-        return redirect
-    try:
-        feedback_review.exclude(session=session, actor=actor, feedback_id=feedback_id, reason=reason)
-    except DomainError as exc:
-        session.rollback()
-        message, status = error_text(exc)
-        return _page(request, session, actor, view, page, error=f"排除未成功：{message}", status=status)
-    return RedirectResponse(f"{PAGE}?view={_safe(view)}&page={page}&done=excluded", status_code=303)
+    return _act(
+        request,
+        session,
+        actor,
+        view,
+        page,
+        "excluded",
+        lambda: feedback_review.exclude(session=session, actor=actor, feedback_id=feedback_id, reason=reason),
+    )
 
 
 @router.post(PAGE + "/{feedback_id}/restore", dependencies=[Depends(verify_csrf_form)])
@@ -136,16 +137,38 @@ def restore_form(
     session: Session = Depends(get_session),
 ) -> Response:
     """Restore an excluded correction and come back to the same view."""
+    return _act(
+        request,
+        session,
+        actor,
+        view,
+        page,
+        "restored",
+        lambda: feedback_review.restore(session=session, actor=actor, feedback_id=feedback_id),
+    )
+
+
+def _act(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    view: str,
+    page: int,
+    done: str,
+    call: Callable[[], FeedbackRead],
+) -> Response:
+    """Run an exclusion or restoration from the page: back to the same view, or the page with the error."""
     redirect = staff_or_redirect(request, actor, PERMISSION)
     if redirect is not None:
         return redirect
     try:
-        feedback_review.restore(session=session, actor=actor, feedback_id=feedback_id)
+        call()
     except DomainError as exc:
         session.rollback()
         message, status = error_text(exc)
-        return _page(request, session, actor, view, page, error=f"恢复未成功：{message}", status=status)
-    return RedirectResponse(f"{PAGE}?view={_safe(view)}&page={page}&done=restored", status_code=303)
+        what = "排除" if done == "excluded" else "恢复"
+        return _page(request, session, actor, view, page, error=f"{what}未成功：{message}", status=status)
+    return RedirectResponse(f"{PAGE}?view={_safe(view)}&page={page}&done={done}", status_code=303)
 
 
 def _safe(view: str) -> str:

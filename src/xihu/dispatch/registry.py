@@ -338,6 +338,17 @@ def train_version(
     `train_in_steps`.
     """
     training = training_set(session=session, actor=actor, rows=rows, note=note)
+    return _fit_and_save(session, actor, training, data_dir, activate, progress)
+
+
+def _fit_and_save(
+    session: Session,
+    actor: Actor,
+    training: TrainingSet,
+    data_dir: Path,
+    activate: bool,
+    progress: Progress | None,
+) -> ModelVersionRead:
     model = fit(training, progress)
     return save_version(
         session=session,
@@ -424,16 +435,7 @@ def retrain(
 ) -> ModelVersionRead:
     """A new, inactive version on the active version's rows plus all usable feedback, in one transaction."""
     training = retraining_set(session=session, actor=actor, data_dir=data_dir, note=note)
-    model = fit(training, progress)
-    return save_version(
-        session=session,
-        actor=actor,
-        training=training,
-        model=model,
-        data_dir=data_dir,
-        activate=False,
-        progress=progress,
-    )
+    return _fit_and_save(session, actor, training, data_dir, False, progress)
 
 
 def retrain_in_steps(
