@@ -73,6 +73,7 @@ def main() -> None:
     print(f"[train] cv metrics: {json.dumps(model.metrics, ensure_ascii=False)}", file=sys.stderr)
     result = evaluate(model, [(raw_like(r), r["label"]) for r in test])
     route_ms, route_cpu_ms = route_ms_per_appeal(model, [raw_like(r) for r in test[:500]])
+    load_seconds = load_and_prepare_seconds(model)
     out = {
         "members": list(model.members),
         "n_train": len(train),
@@ -86,10 +87,24 @@ def main() -> None:
         "route_ms_per_appeal": route_ms,
         "route_cpu_ms_per_appeal": route_cpu_ms,
         "train_seconds": round(train_seconds, 1),
+        "load_seconds": load_seconds,
         "cv_macro_f1": model.metrics["macro_f1"],
         "cv_auto_rate": model.metrics["auto_rate"],
     }
     print(json.dumps(out, ensure_ascii=False))
+
+
+def load_and_prepare_seconds(model) -> float:  # type: ignore[no-untyped-def]
+    """Seconds to load the saved model and prepare its explanations: what a server does off the request path
+    when a version is activated (and once at start)."""
+    import tempfile
+
+    from xihu.dispatch.classifier import CategoryModel
+
+    path = model.save(Path(tempfile.mkdtemp(prefix="xihu-bench-load-")) / "model.joblib")
+    started = time.perf_counter()
+    CategoryModel.load(path).prepare()
+    return round(time.perf_counter() - started, 2)
 
 
 def route_ms_per_appeal(model, texts: list[str]) -> tuple[float, float]:  # type: ignore[no-untyped-def]

@@ -267,3 +267,13 @@ def fresh_model_cache() -> Iterator[None]:
     yield
     registry.CHECK_INTERVAL_SECONDS = interval
     registry.reset_cache()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _model_swaps_at_once() -> Iterator[None]:
+    """An activation takes effect at the registry's next call (tests of the background swap turn it on)."""
+    from xihu.dispatch import registry
+
+    registry.SWAP_IN_BACKGROUND = False
+    yield
+    registry.SWAP_IN_BACKGROUND = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from xihu.core.config import get_settings
 from xihu.core.errors import Conflict, Forbidden, Invalid
 from xihu.core.security import Actor, Role, User
 from xihu.dispatch import registry
+from xihu.dispatch.classifier import CategoryModel
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
 from xihu.dispatch.models import DispatchFeedback, ModelVersion, TrainingJob
 from xihu.dispatch.schemas import ModelVersionRead
@@ -173,6 +176,39 @@ def test_active_model_picks_up_a_new_activation_without_restart(session: Session
     registry.activate(session=session, actor=SYSTEM, version_id=b.id, data_dir=data_dir)
     swapped = registry.active_model(session=session, data_dir=data_dir)
     assert swapped is not None and swapped[1] == b.version and swapped[0] is not model_a
+
+
+def test_a_new_activation_loads_in_the_background_while_the_loaded_model_routes(
+    session: Session, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "SWAP_IN_BACKGROUND", True)
+    a = _train(session, data_dir)
+    first = registry.active_model(session=session, data_dir=data_dir)  # nothing loaded before: at once
+    assert first is not None and first[1] == a.version
+    b = _train(session, data_dir, activate=False)
+    registry.activate(session=session, actor=SYSTEM, version_id=b.id, data_dir=data_dir)
+
+    release, loads = threading.Event(), []
+    real_load = registry._load
+
+    def held_load(version: str, path: Path) -> CategoryModel | None:
+        loads.append(version)
+        release.wait(30)  # the file takes as long as the test says
+        return real_load(version, path)
+
+    monkeypatch.setattr(registry, "_load", held_load)
+    during = registry.active_model(session=session, data_dir=data_dir)
+    again = registry.active_model(session=session, data_dir=data_dir)
+    assert during is not None and during[1] == a.version and during[0] is first[0]
+    assert again is not None and again[1] == a.version
+    release.set()
+    deadline = time.monotonic() + 30
+    swapped = registry.active_model(session=session, data_dir=data_dir)
+    while (swapped is None or swapped[1] != b.version) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        swapped = registry.active_model(session=session, data_dir=data_dir)
+    assert swapped is not None and swapped[1] == b.version
+    assert loads == [b.version]  # asked twice while loading, read once
 
 
 def test_active_model_checks_the_database_at_most_once_per_interval(session: Session, data_dir: Path) -> None:

@@ -410,6 +410,19 @@ class CategoryModel:
         best = p.argmax(axis=1)
         return [(self.labels[j], float(p[i, j]), bool(p[i, j] >= self.threshold)) for i, j in enumerate(best)]
 
+    def prepare(self) -> CategoryModel:
+        """Build what explaining needs (n-gram names and lengths, logit weights) now, not at the first appeal.
+
+        On a model trained on 8,000 appeals that is about 1.1 s, which a freshly loaded model would otherwise
+        spend inside the first routing that asks for reasons.
+        """
+        vectorizer = self._check()
+        if self._features is None:
+            self._features = vectorizer.get_feature_names_out()
+        self._feature_lengths()
+        self._logit_weights()
+        return self
+
     def top_terms(self, text: str, label: str, k: int = 5) -> list[str]:
         """Non-overlapping char n-grams of `text` that pushed most towards `label` (multi-character first)."""
         vectorizer = self._check()
