@@ -181,7 +181,8 @@ def test_corrections_not_yet_learnt_leave_out_the_excluded(
     )
     assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 0
     feedback_review.restore(session=session, actor=ADMIN, feedback_id=row.id)
-    # an older correction let back in is not counted as new: it was already seen by earlier versions' data
+    # the count is of corrections newer than the active version: one restored after it was trained is not
+    # counted, though that version did not learn it (a limit of the page's hint, stated here)
     assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 0
 
 
