@@ -104,6 +104,9 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     factory = _factory()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    from xihu.dispatch import registry
+
+    registry.warm(factory)  # load the dispatch model before the first deferred routing waits for it
     while True:
         # A round that found work may have left more (jobs do bounded batches): go again soon, so a backlog
         # drains at full speed; an idle round waits the interval.
