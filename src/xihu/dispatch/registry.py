@@ -769,7 +769,11 @@ def _load(version: str, path: Path) -> CategoryModel | None:
 def _load_in_background(key: tuple[str, str], version_id: int, version: str, path: Path) -> None:
     """Load a version in a thread and cache it when done (once per version at a time)."""
     with _lock:
-        if (key, version_id) in _loading:
+        loaded = _cache.get(key)
+        # loading, or loaded by a thread that finished after this call's caller last looked at the cache
+        if (key, version_id) in _loading or (
+            loaded is not None and loaded.version_id == version_id and loaded.model is not None
+        ):
             return
         _loading.add((key, version_id))
 
