@@ -129,9 +129,10 @@ def review(
         items = doubtful[start : start + PER_PAGE]
     else:
         rows = list(session.scalars((base if view == "all" else excluded).offset(start).limit(PER_PAGE)))
-        used, latest = _context(session, rows)
-        items = [_read(r, used, latest) for r in rows]
-        _score(session, items, data_dir)
+        scored = {c.id: c for c in candidates}  # most of a page of all was just read and scored
+        used, latest = _context(session, [r for r in rows if r.id not in scored])
+        items = [scored.get(r.id) or _read(r, used, latest) for r in rows]
+        _score(session, [i for i in items if i.id not in scored], data_dir)
     return FeedbackPage(
         view=view,
         items=items,
