@@ -270,6 +270,16 @@ def fresh_model_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _long_jobs_run_inline() -> Iterator[None]:
+    """A worker round runs the import or retraining it claims to the end (tests of the thread turn it on)."""
+    from xihu.core import longjobs
+
+    longjobs.RUN_IN_THREAD = False
+    yield
+    longjobs.RUN_IN_THREAD = True
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _model_swaps_at_once() -> Iterator[None]:
     """An activation takes effect at the registry's next call (tests of the background swap turn it on)."""
     from xihu.dispatch import registry

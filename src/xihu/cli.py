@@ -92,12 +92,13 @@ def worker(
     interval: float = typer.Option(None, help="扫描间隔秒数"),
     once: bool = typer.Option(False, help="只运行一轮 (run one round and exit)"),
 ) -> None:
-    """Run the SLA sweeper and outbox delivery (any number of workers may run on PostgreSQL)."""
+    """Run the SLA sweeper, outbox delivery, imports and retraining (any number of workers on PostgreSQL)."""
     from xihu import registry as _models  # noqa: F401 - every table, so foreign keys resolve
     from xihu.analysis import jobs as _analysis_jobs  # noqa: F401 - registers the detector run (and rollups)
     from xihu.appeals import jobs as _appeal_jobs  # noqa: F401 - registers the SLA sweeper
     from xihu.core import crypto, jobs
     from xihu.core import outbox as _outbox  # noqa: F401 - registers outbox delivery
+    from xihu.dispatch import jobs as _dispatch_jobs  # noqa: F401 - registers retraining runs
 
     settings = get_settings()
     crypto.configure(settings)  # refuse to start without XIHU_PII_KEY outside demo mode, as `serve` does

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
+from xihu.appeals.jobs import IMPORTS
 from xihu.appeals.models import Appeal, ImportJob
 
 HEADER = ["工单编号", "标题", "诉求内容", "联系人", "联系电话", "地址", "街道"]
@@ -76,7 +78,12 @@ def _xlsx(prefix: str) -> bytes:
 
 
 def _upload(client, name: str, data: bytes, ctype: str = "text/csv"):
-    return client.post("/api/imports", files={"file": (name, data, ctype)})
+    """Post a file, then run a worker round, which runs the queued import (inline in tests)."""
+    resp = client.post("/api/imports", files={"file": (name, data, ctype)})
+    if resp.status_code == 202:
+        assert resp.json()["status"] == "queued"  # the request only queues it
+        assert IMPORTS.tick(client.app.state.session_factory, "test-worker") == 1
+    return resp
 
 
 def _count(session, model, *where) -> int:
@@ -190,7 +197,7 @@ def test_anonymous_may_not_import(client, session) -> None:
 def test_row_numbers_are_file_lines_even_after_blank_lines(client, login_as, session) -> None:
     login_as("intake")
     text = "诉求内容,联系电话\n文三路路灯不亮好几天了请维修,13800000001\n\n\n太短,13800000002\n"
-    resp = client.post("/api/imports", files={"file": ("gaps.csv", text.encode("utf-8"), "text/csv")})
+    resp = _upload(client, "gaps.csv", text.encode("utf-8"))
     assert resp.status_code == 202, resp.text
     job = client.get(f"/api/imports/{resp.json()['id']}").json()
     assert job["created_count"] == 1
@@ -207,7 +214,67 @@ def test_unexpected_failure_marks_the_job_failed(client, login_as, session, monk
 
     monkeypatch.setattr(importer, "_process", boom)
     text = "诉求内容\n文三路路灯不亮好几天了请维修\n"
-    resp = client.post("/api/imports", files={"file": ("x.csv", text.encode("utf-8"), "text/csv")})
+    resp = _upload(client, "x.csv", text.encode("utf-8"))
     job = client.get(f"/api/imports/{resp.json()['id']}").json()
     assert job["status"] == "failed"
     assert "磁盘错误" in job["errors"][-1]["error"]
+
+
+def test_an_import_whose_process_died_is_resumed_where_it_stopped(
+    client, login_as, session, monkeypatch
+) -> None:
+    from xihu.appeals import importer
+    from xihu.appeals import service as appeal_service
+    from xihu.core import clock, longjobs
+
+    login_as("intake")
+    factory = client.app.state.session_factory
+    resp = client.post("/api/imports", files={"file": ("12345.csv", _csv("RES"), "text/csv")})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    # the first worker commits the first chunk (rows 1-2) and its process dies inside the second
+    monkeypatch.setattr(importer, "CHUNK", 2)
+    real_submit = appeal_service.submit
+    submitted: list[str] = []
+
+    def submit_then_die(**kwargs):
+        if len(submitted) == 1:  # row 2 fails validation before it is submitted; row 3 opens chunk two
+            raise SystemExit("worker killed")
+        submitted.append(kwargs["appeal_in"].external_id)
+        return real_submit(**kwargs)
+
+    monkeypatch.setattr(appeal_service, "submit", submit_then_die)
+    with pytest.raises(SystemExit):
+        IMPORTS.tick(factory, "worker-that-dies")
+    monkeypatch.setattr(appeal_service, "submit", real_submit)
+    assert _imported(session, "RES") == ["RES-001"]
+    died = client.get(f"/api/imports/{job_id}").json()
+    assert (died["status"], died["processed"]) == ("running", 2)
+
+    assert IMPORTS.tick(factory, "test-worker") == 0  # its heartbeat is still fresh: nobody takes it yet
+    clock.freeze(clock.now() + longjobs.STALE_AFTER + timedelta(seconds=1))
+    assert IMPORTS.tick(factory, "test-worker") == 1
+    job = client.get(f"/api/imports/{job_id}").json()
+    assert job["status"] == "finished" and job["processed"] == 5
+    assert _imported(session, "RES") == ["RES-001", "RES-003", "RES-005"]  # none twice, none lost
+    assert [e["row"] for e in job["errors"]] == [3, 5]  # the first attempt's error is kept, none repeated
+    session.expire_all()
+    assert session.get(ImportJob, job_id).attempts == 2
+
+
+def test_an_import_that_keeps_killing_its_worker_is_given_up(client, login_as, session) -> None:
+    from xihu.core import clock, longjobs
+
+    login_as("intake")
+    factory = client.app.state.session_factory
+    resp = client.post("/api/imports", files={"file": ("12345.csv", _csv("GVU"), "text/csv")})
+    job_id = resp.json()["id"]
+    for attempt in range(IMPORTS.max_attempts):  # every claim's process dies at once
+        with factory() as s:
+            assert IMPORTS.claim(s, f"worker-{attempt}") == job_id
+            s.commit()
+        clock.freeze(clock.now() + longjobs.STALE_AFTER + timedelta(seconds=1))
+    assert IMPORTS.tick(factory, "test-worker") == 0
+    job = client.get(f"/api/imports/{job_id}").json()
+    assert job["status"] == "failed"
+    assert f"{IMPORTS.max_attempts} 次中断" in job["errors"][-1]["error"]

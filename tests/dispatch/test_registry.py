@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from conftest import login
-from xihu.core import clock
+from xihu.core import clock, longjobs
 from xihu.core.audit import AuditEntry
 from xihu.core.config import get_settings
 from xihu.core.errors import Conflict, Forbidden, Invalid
@@ -26,7 +26,8 @@ from xihu.core.security import Actor, Role, User
 from xihu.dispatch import registry
 from xihu.dispatch.classifier import CategoryModel
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
-from xihu.dispatch.models import DispatchFeedback, ModelVersion, TrainingJob
+from xihu.dispatch.jobs import TRAINING
+from xihu.dispatch.models import DispatchFeedback, ModelVersion
 from xihu.dispatch.schemas import ModelVersionRead
 
 SYSTEM = Actor.system("测试")
@@ -304,6 +305,10 @@ def test_a_retraining_job_runs_once_and_says_how_it_ended(
     assert "已有训练任务" in busy.value.message
     session.commit()
 
+    registry.run_training_job(session_factory, job.id, data_dir)  # not claimed by a worker: not run
+    session.expire_all()
+    assert registry.training_job(session=session, actor=SYSTEM, job_id=job.id).status == "queued"
+    _claim(session_factory, job.id)
     registry.run_training_job(session_factory, job.id, data_dir)
     session.expire_all()
     done = registry.training_job(session=session, actor=SYSTEM, job_id=job.id)
@@ -315,21 +320,59 @@ def test_a_retraining_job_runs_once_and_says_how_it_ended(
     registry.run_training_job(session_factory, job.id, data_dir)  # a second run of the task does nothing
     assert len(registry.list_versions(session=session, actor=SYSTEM)) == 2
 
-    # a run that fails says why; one whose process died is reported failed after a while
+    # a run that fails says why
     failing = registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
     session.commit()
     (data_dir / base.path).parent.joinpath(registry.ROWS_FILE).unlink()
+    _claim(session_factory, failing.id)
     registry.run_training_job(session_factory, failing.id, data_dir)
     session.expire_all()
     failed = registry.latest_training_job(session=session, actor=SYSTEM)
     assert failed is not None and failed.id == failing.id
     assert failed.status == "failed" and "没有保存训练样本" in failed.error
-    session.add(TrainingJob(status="running", created_by="测试", created_at=clock.now(), error=""))
-    session.flush()
-    assert registry.latest_training_job(session=session, actor=SYSTEM).status == "running"
-    clock.freeze(clock.now() + registry.JOB_STALE_AFTER + timedelta(seconds=1))
-    stale = registry.latest_training_job(session=session, actor=SYSTEM)
-    assert stale.status == "failed" and "训练中断" in stale.error
+
+
+def _claim(factory, job_id: int, worker: str = "test-worker") -> None:  # type: ignore[no-untyped-def]
+    with factory() as s:
+        assert TRAINING.claim(s, worker) == job_id
+        s.commit()
+
+
+def test_a_retraining_job_whose_process_died_is_run_again_then_given_up(
+    session: Session,
+    session_factory,
+    data_dir: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    _train(session, data_dir)
+    job = registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    session.commit()
+    # nobody has claimed it for a while: the admin is told to look at the worker
+    assert registry.training_job(session=session, actor=SYSTEM, job_id=job.id).error == ""
+    clock.freeze(clock.now() + registry.JOB_UNCLAIMED_AFTER + timedelta(seconds=1))
+    assert "xihu worker" in registry.training_job(session=session, actor=SYSTEM, job_id=job.id).error
+
+    _claim(session_factory, job.id, "worker-that-dies")
+    session.expire_all()
+    running = registry.training_job(session=session, actor=SYSTEM, job_id=job.id)
+    assert (running.status, running.error) == ("running", "")
+    with session_factory() as s:  # another worker leaves it alone while its heartbeat is fresh
+        assert TRAINING.claim(s, "test-worker") is None
+    clock.freeze(clock.now() + longjobs.STALE_AFTER + timedelta(seconds=1))
+    session.expire_all()
+    lost = registry.training_job(session=session, actor=SYSTEM, job_id=job.id)
+    assert lost.status == "running" and "重新开始训练" in lost.error
+    with pytest.raises(Conflict):  # still under way: it will be resumed
+        registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+
+    _claim(session_factory, job.id, "second-worker-that-dies")
+    clock.freeze(clock.now() + longjobs.STALE_AFTER + timedelta(seconds=1))
+    with session_factory() as s:  # two runs each took their process with them: no third
+        assert TRAINING.claim(s, "test-worker") is None
+        s.commit()
+    session.expire_all()
+    given_up = registry.training_job(session=session, actor=SYSTEM, job_id=job.id)
+    assert given_up.status == "failed" and "2 次中断" in given_up.error and given_up.finished_at is not None
+    assert registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir).status == "queued"
 
 
 def test_admin_retrains_from_the_page_and_the_api(
@@ -350,7 +393,8 @@ def test_admin_retrains_from_the_page_and_the_api(
     csrf = client.cookies.get("xihu_csrf")
     sent = client.post("/staff/dispatch/models/retrain", data={"csrf_token": csrf}, follow_redirects=False)
     assert sent.status_code == 303 and sent.headers["location"] == "/staff/dispatch/models"
-    # the test client runs the background task before it returns: the page shows its outcome
+    assert "排队中" in client.get("/staff/dispatch/models").text  # the request only queued it
+    assert TRAINING.tick(client.app.state.session_factory, "test-worker") == 1  # a worker round runs it
     page = client.get("/staff/dispatch/models").text
     listed = {v["version"]: v for v in client.get("/api/dispatch/models").json()}
     [trained] = [v for v in listed if v != base.version]
@@ -360,6 +404,7 @@ def test_admin_retrains_from_the_page_and_the_api(
 
     by_api = client.post("/api/dispatch/models/retrain")
     assert by_api.status_code == 202 and by_api.json()["status"] == "queued"
+    assert TRAINING.tick(client.app.state.session_factory, "test-worker") == 1
     followed = client.get(f"/api/dispatch/training-jobs/{by_api.json()['id']}").json()
     assert followed["status"] == "finished" and followed["version"] not in (None, trained, base.version)
     assert client.get("/api/dispatch/training-jobs/999999").status_code == 404

@@ -216,7 +216,8 @@ def test_admin_manages_dispatch_models_rules_and_sees_quality(server) -> None:  
             expect(admin.get_by_test_id("rollback")).to_have_count(0)  # nothing to go back to yet
             # Retraining on the active version's examples plus the corrections gives a new, inactive version.
             admin.get_by_test_id("retrain").click()
-            expect(admin.get_by_test_id("trained")).to_contain_text("未启用")
+            # the server's worker round picks the run up; the page reloads when it has ended
+            expect(admin.get_by_test_id("trained")).to_contain_text("未启用", timeout=30_000)
             expect(admin.locator("[data-testid=model-versions] tbody tr")).to_have_count(2)
             expect(admin.get_by_test_id("active-badge")).to_have_count(1)
             admin.screenshot(path=str(SHOTS / "dispatch_models_desktop.png"), full_page=True)

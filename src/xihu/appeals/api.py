@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -353,13 +353,12 @@ imports = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depen
 
 @imports.post("", response_model=ImportResult, status_code=202)
 async def start_import(
-    background: BackgroundTasks,
     request: Request,
     file: UploadFile = File(...),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> ImportResult:
-    """Import a 12345 export (CSV or Excel) in the background; poll the job for progress and row errors."""
+    """Queue an import of a 12345 export (CSV or Excel) for a worker; poll the job for progress and errors."""
     data = await file.read()
     job = importer.create_job(
         session=session,
@@ -367,10 +366,6 @@ async def start_import(
         filename=file.filename or "upload",
         data=data,
         data_dir=request.app.state.settings.data_dir,
-    )
-    session.commit()
-    background.add_task(
-        importer.process, request.app.state.session_factory, job.id, request.app.state.settings.data_dir
     )
     return job
 

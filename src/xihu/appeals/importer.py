@@ -168,7 +168,8 @@ def _describe(exc: Exception) -> str:
 
 
 def process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> None:
-    """Run an import job; an unexpected failure marks the job failed instead of leaving it running."""
+    """Run an import job a worker has claimed (see `appeals.jobs`) from where an earlier attempt stopped; an
+    unexpected failure marks the job failed instead of leaving it running."""
     try:
         _process(factory, job_id, data_dir)
     except Exception as exc:
@@ -192,9 +193,8 @@ def _process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> Non
     importer = Actor.system("12345 导入")
     with factory() as session:
         job = session.get(ImportJob, job_id)
-        if job is None:
+        if job is None or job.status != "running":
             return
-        job.status = "running"
         start_at = job.processed
         errors = list(job.errors or [])
         session.commit()
@@ -227,6 +227,19 @@ def _process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> Non
         job.status = "finished"
         job.finished_at = clock.now()
         session.commit()
+
+
+def give_up(session: Session, job: ImportJob) -> None:
+    """Mark a job failed whose runs ended with their process every time; the rows imported so far stay."""
+    job.status = "failed"
+    job.finished_at = clock.now()
+    job.errors = [
+        *(job.errors or []),
+        {
+            "row": None,
+            "error": f"导入进程 {job.attempts} 次中断，已停止重试；已导入的 {job.processed} 行保留",
+        },
+    ]
 
 
 def _read(job: ImportJob) -> ImportResult:

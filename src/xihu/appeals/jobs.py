@@ -1,4 +1,5 @@
-"""Background work of the appeals domain: the SLA sweeper that escalates breached clocks, deferred routing."""
+"""Background work of the appeals domain: the SLA sweeper that escalates breached clocks, deferred routing,
+bulk imports."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from xihu.appeals import importer
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Action, DeadlineKind, State
-from xihu.appeals.models import Appeal, AppealEvent, AppealUnit, Deadline, RoutingTask, Supervision
+from xihu.appeals.models import Appeal, AppealEvent, AppealUnit, Deadline, ImportJob, RoutingTask, Supervision
 from xihu.core import audit, clock, events, outbox
 from xihu.core.audit import AuditEntry
 from xihu.core.config import get_settings
 from xihu.core.db import batch_memo, insert_new_plainly
 from xihu.core.jobs import lock_for_update, lock_skip_locked, periodic
+from xihu.core.longjobs import LongJobKind
 from xihu.core.outbox import OutboxMessage
 from xihu.core.security import Actor, Role, list_users_with_role
 from xihu.dispatch.models import DispatchDecision
@@ -261,3 +264,18 @@ def _route_one_by_one(session: Session, tasks: list[RoutingTask]) -> int:
         session.delete(task)
         _announce(session, task.appeal_id)
     return routed
+
+
+def _import(factory: sessionmaker[Session], job_id: int) -> None:
+    importer.process(factory, job_id, get_settings().data_dir)
+
+
+# an import resumes at its first unprocessed chunk, so a restart costs little; a file that kills its process
+# (a worker out of memory, say) is given up after three tries
+IMPORTS = LongJobKind("appeals.import", ImportJob, _import, importer.give_up, max_attempts=3)
+
+
+@periodic("appeals.import")
+def import_jobs(factory: sessionmaker[Session], worker_id: str) -> int:
+    """Start the oldest queued import (or one whose process died) in a thread of this worker."""
+    return IMPORTS.tick(factory, worker_id)

@@ -201,13 +201,13 @@ class SlaPolicy(Base):
 
 
 class ImportJob(Base):
-    """A bulk import of a 12345 export, with progress and per-row errors."""
+    """A bulk import of a 12345 export, with progress and per-row errors; run by a worker (core.longjobs)."""
 
     __tablename__ = "import_jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     filename: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(12), default="running")
+    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued | running | finished | failed
     total: Mapped[int] = mapped_column(Integer, default=0)
     processed: Mapped[int] = mapped_column(Integer, default=0)
     created_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -216,3 +216,6 @@ class ImportJob(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")  # the worker running it
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # see core.longjobs
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -597,7 +597,6 @@ def import_form(request: Request, actor: Actor = Depends(get_actor)) -> Response
 @router.post("/staff/import", dependencies=[Depends(verify_csrf_form)])
 def import_upload(
     request: Request,
-    background: BackgroundTasks,
     form: FormData = Depends(get_form),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
@@ -623,8 +622,6 @@ def import_upload(
         return render(
             request, "appeals/import.html", exc.status_code, actor=actor, job=None, error=exc.message
         )
-    session.commit()
-    background.add_task(importer.process, request.app.state.session_factory, job.id, settings.data_dir)
     return render(request, "appeals/import.html", 202, actor=actor, job=job, error=None)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from xihu.core.security import Actor
@@ -37,23 +37,16 @@ def rollback_model(
 )
 def retrain_model(
     request: Request,
-    background: BackgroundTasks,
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> TrainingJobRead:
-    """Start retraining on the active version's rows plus all labelled feedback; 202 and the job to follow."""
-    return queue_retrain(request, background, session, actor)
+    """Queue retraining on the active version's rows plus all labelled feedback; 202 and the job to follow."""
+    return queue_retrain(request, session, actor)
 
 
-def queue_retrain(
-    request: Request, background: BackgroundTasks, session: Session, actor: Actor
-) -> TrainingJobRead:
-    """Queue a retraining job and run it after the response (for this route and the models page)."""
-    data_dir = request.app.state.settings.data_dir
-    job = registry.start_retrain(session=session, actor=actor, data_dir=data_dir)
-    session.commit()  # the job row must exist before the task looks for it
-    background.add_task(registry.run_training_job, request.app.state.session_factory, job.id, data_dir)
-    return job
+def queue_retrain(request: Request, session: Session, actor: Actor) -> TrainingJobRead:
+    """Queue a retraining job for a worker (see `dispatch.jobs`); for this route and the models page."""
+    return registry.start_retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
 
 
 @router.get("/training-jobs/{job_id}", response_model=TrainingJobRead)

@@ -46,7 +46,7 @@ class ModelVersion(Base):
 
 
 class TrainingJob(Base):
-    """A retraining run in the background: a web request would outlast a proxy's timeout on real data."""
+    """A retraining run by a worker (core.longjobs): a web request would outlast a proxy's timeout."""
 
     __tablename__ = "dispatch_training_jobs"
 
@@ -59,6 +59,9 @@ class TrainingJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     version: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the version it trained
     error: Mapped[str] = mapped_column(String(300), default="")
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")  # the worker running it
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # see core.longjobs
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ResponsibilityRule(Base):

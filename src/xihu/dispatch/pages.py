@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -106,16 +106,15 @@ def activate(
 @router.post(f"{MODELS_PAGE}/retrain", dependencies=[Depends(verify_csrf_form)])
 def retrain(
     request: Request,
-    background: BackgroundTasks,
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> Response:
-    """Start retraining in the background (active version's rows plus the feedback); the page follows it."""
+    """Queue retraining by a worker (active version's rows plus the feedback); the page follows it."""
     redirect = staff_or_redirect(request, actor, PERMISSION)
     if redirect is not None:
         return redirect
     try:
-        queue_retrain(request, background, session, actor)
+        queue_retrain(request, session, actor)
     except DomainError as exc:
         session.rollback()
         message, status = error_text(exc)

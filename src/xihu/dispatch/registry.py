@@ -33,6 +33,7 @@ from xihu.core.audit import AuditEntry, record
 from xihu.core.config import get_settings
 from xihu.core.db import unit_of_work
 from xihu.core.errors import Conflict, DomainError, Invalid, NotFound
+from xihu.core.longjobs import heartbeat_stale
 from xihu.core.security import Actor, User, authorize
 from xihu.dispatch.classifier import CategoryModel, dedupe_rows, read_rows, row_text
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
@@ -467,25 +468,27 @@ def retrain_in_steps(
 # ---------------------------------------------------------------- retraining in the background
 
 JOB_STATUS_LABELS = {"queued": "排队中", "running": "训练中", "finished": "已完成", "failed": "未成功"}
-# a job still queued or running after this long died with its process (a restart, a crash)
-JOB_STALE_AFTER = timedelta(minutes=15)
+# a job queued this long has not been claimed: no worker is running (on PostgreSQL the web does not train)
+JOB_UNCLAIMED_AFTER = timedelta(minutes=2)
+JOB_MAX_ATTEMPTS = 2  # a run that kills its process twice (out of memory, say) would do so again
 
 
 def _job_read(job: TrainingJob) -> TrainingJobRead:
-    status = job.status
-    if status in ("queued", "running") and clock.now() - job.created_at > JOB_STALE_AFTER:
-        status = "failed"
-    error = job.error or ("训练中断（服务重启或进程退出），请重新发起" if status != job.status else "")
+    hint = ""
+    if job.status == "running" and heartbeat_stale(job.heartbeat_at):
+        hint = "训练进程中断（服务重启或进程退出），后台进程将重新开始训练"
+    elif job.status == "queued" and clock.now() - job.created_at > JOB_UNCLAIMED_AFTER:
+        hint = "仍在排队：请确认后台进程（xihu worker）在运行"
     return TrainingJobRead(
         id=job.id,
-        status=status,
-        status_label=JOB_STATUS_LABELS[status],
+        status=job.status,
+        status_label=JOB_STATUS_LABELS[job.status],
         note=job.note,
         created_by=job.created_by,
         created_at=job.created_at,
         finished_at=job.finished_at,
         version=job.version,
-        error=error,
+        error=job.error or hint,
     )
 
 
@@ -495,8 +498,8 @@ def start_retrain(*, session: Session, actor: Actor, data_dir: Path, note: str =
     # the versions' rows are locked as for an activation, so two admins clicking at once start one run
     _current(session, lock=True)
     _retrain_base(session, data_dir)
-    under_way = session.scalars(select(TrainingJob).where(TrainingJob.status.in_(("queued", "running"))))
-    if any(_job_read(j).status != "failed" for j in under_way):
+    # a job whose process died is still under way: a worker resumes it (see core.longjobs)
+    if session.scalar(select(TrainingJob.id).where(TrainingJob.status.in_(("queued", "running"))).limit(1)):
         raise Conflict("已有训练任务在进行，请等它完成", english="a training run is already under way")
     job = TrainingJob(
         status="queued",
@@ -512,13 +515,12 @@ def start_retrain(*, session: Session, actor: Actor, data_dir: Path, note: str =
 
 
 def run_training_job(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> None:
-    """Run a queued retraining job to its end, recording the version it trained or why it failed."""
+    """Run a retraining job a worker has claimed (see `dispatch.jobs`) to its end, recording the version it
+    trained or why it failed. A job another attempt has already ended is left alone."""
     with factory() as session:
         job = session.get(TrainingJob, job_id)
-        if job is None or job.status != "queued":
+        if job is None or job.status != "running":
             return
-        job.status = "running"
-        session.commit()
         user = session.get(User, job.created_by_id) if job.created_by_id is not None else None
         actor = user.to_actor() if user is not None else Actor.system(job.created_by or "系统")
         note = job.note
@@ -535,6 +537,13 @@ def run_training_job(factory: sessionmaker[Session], job_id: int, data_dir: Path
             update(TrainingJob).where(TrainingJob.id == job_id).values(finished_at=clock.now(), **outcome)
         )
         session.commit()
+
+
+def give_up_training_job(session: Session, job: TrainingJob) -> None:
+    """Mark a job failed whose runs ended with their process every time (see `JOB_MAX_ATTEMPTS`)."""
+    job.status = "failed"
+    job.finished_at = clock.now()
+    job.error = f"训练进程 {job.attempts} 次中断（服务重启或内存不足），已停止重试；请检查后重新发起"
 
 
 def training_job(*, session: Session, actor: Actor, job_id: int) -> TrainingJobRead:

@@ -272,6 +272,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from xihu.core import outbox as _outbox  # noqa: F401 - registers the outbox delivery job
     from xihu.dispatch import api as dispatch_api
     from xihu.dispatch import api_rules as dispatch_rules_api
+    from xihu.dispatch import jobs as _dispatch_jobs  # noqa: F401 - registers retraining runs
     from xihu.dispatch import pages as dispatch_pages
     from xihu.dispatch import pages_feedback as dispatch_feedback
     from xihu.dispatch import pages_report as dispatch_report

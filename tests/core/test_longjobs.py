@@ -1,0 +1,107 @@
+"""Long jobs run in a worker thread with a heartbeat; two workers never claim the same job (PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from xihu.core import clock, longjobs
+from xihu.core.db import make_session_factory
+from xihu.dispatch.models import TrainingJob
+
+
+@pytest.fixture
+def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions that really commit, as a worker's do (threads need their own connections); cleaned after."""
+    made = make_session_factory(engine)
+    yield made
+    with made() as s:
+        s.execute(delete(TrainingJob).where(TrainingJob.note == "longjobs-test"))
+        s.commit()
+
+
+def _queue(factory: sessionmaker[Session]) -> int:
+    with factory() as s:
+        job = TrainingJob(status="queued", note="longjobs-test", created_at=clock.now(), error="")
+        s.add(job)
+        s.commit()
+        return job.id
+
+
+def _kind(work, give_up=lambda s, job: None) -> longjobs.LongJobKind:  # type: ignore[no-untyped-def]
+    return longjobs.LongJobKind("test", TrainingJob, work, give_up, max_attempts=2)
+
+
+def test_a_claimed_job_runs_in_its_own_thread_and_keeps_its_heartbeat(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(longjobs, "RUN_IN_THREAD", True)
+    monkeypatch.setattr(longjobs, "HEARTBEAT_SECONDS", 0.05)
+    release, started = threading.Event(), threading.Event()
+
+    def work(f: sessionmaker[Session], job_id: int) -> None:
+        started.set()
+        assert release.wait(10)
+        with f() as s:
+            s.get(TrainingJob, job_id).status = "finished"  # type: ignore[union-attr]
+            s.commit()
+
+    kind = _kind(work)
+    first, second = _queue(factory), _queue(factory)
+    began = time.monotonic()
+    assert kind.tick(factory, "worker-a") == 1
+    assert time.monotonic() - began < 5 and started.wait(5)  # the round did not wait for the work
+    assert kind.tick(factory, "worker-a") == 0  # one at a time in a process: the second waits
+    with factory() as s:
+        claimed_at = s.get(TrainingJob, first).heartbeat_at  # type: ignore[union-attr]
+    time.sleep(0.3)
+    with factory() as s:
+        job = s.get(TrainingJob, first)
+        assert job is not None and job.status == "running" and job.claimed_by == "worker-a"
+        assert claimed_at is not None and job.heartbeat_at is not None and job.heartbeat_at > claimed_at
+        assert s.get(TrainingJob, second).status == "queued"  # type: ignore[union-attr]
+    release.set()
+    deadline = time.monotonic() + 10
+    while kind.tick(factory, "worker-a") == 0:  # free again once the first has ended
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with factory() as s:
+        assert s.get(TrainingJob, first).status == "finished"  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while True:
+        with factory() as s:
+            if s.get(TrainingJob, second).status == "finished":  # type: ignore[union-attr]
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_a_failing_job_body_does_not_stop_the_worker(factory: sessionmaker[Session]) -> None:
+    def work(f: sessionmaker[Session], job_id: int) -> None:
+        raise RuntimeError("磁盘错误")
+
+    kind = _kind(work)
+    _queue(factory)
+    assert kind.tick(factory, "worker-a") == 1  # logged, not raised
+    assert kind.tick(factory, "worker-a") == 0  # and the process may claim again
+
+
+def test_two_workers_never_claim_the_same_job(factory: sessionmaker[Session], engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one sweeper in the web process; FOR UPDATE SKIP LOCKED is PostgreSQL's")
+    kind = _kind(lambda f, j: None)
+    only = _queue(factory)
+    with factory() as a, factory() as b:
+        assert kind.claim(a, "worker-a") == only  # not yet committed: the row is locked
+        assert kind.claim(b, "worker-b") is None  # skipped, not waited for, not taken twice
+        a.commit()
+        b.rollback()
+    with factory() as s:
+        job = s.get(TrainingJob, only)
+        assert job is not None and (job.claimed_by, job.attempts) == ("worker-a", 1)
