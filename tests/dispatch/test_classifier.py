@@ -113,6 +113,38 @@ def test_save_load_round_trip(model: CategoryModel, tmp_path: Path) -> None:
     assert loaded.top_terms(text, "环境保护") == model.top_terms(text, "环境保护")
 
 
+def test_saved_model_names_its_n_grams_without_the_vocabulary_dict(
+    model: CategoryModel, tmp_path: Path
+) -> None:
+    vocabulary = dict(model._vectorizer.vocabulary_)
+    path = model.save(tmp_path / "m.joblib")
+    assert model._vectorizer.vocabulary_ == vocabulary  # saving leaves the live model whole
+    state = joblib.load(path)
+    assert state["format"] == 4 and state["_vectorizer"].vocabulary_ == {}
+    assert state["_head_vectorizer"].vocabulary_ == {}
+    loaded = CategoryModel.load(path).prepare()
+    names = model._vectorizer.get_feature_names_out()
+    assert [loaded._term(j) for j in range(len(names))] == list(names)
+    assert loaded._feature_lengths().tolist() == [len(n) for n in names]
+    for title, detail, _ in CLEAR_CASES:
+        for label in model.labels:
+            assert loaded.top_terms(f"{title}{detail}", label) == model.top_terms(f"{title}{detail}", label)
+
+
+def test_a_model_without_coded_n_grams_keeps_its_vocabulary(model: CategoryModel, tmp_path: Path) -> None:
+    uncoded = CategoryModel()
+    uncoded.__dict__.update({k: v for k, v in model.__dict__.items() if k != "_memo"})
+    uncoded.__dict__["_lookup"] = None  # as when a term is longer than 3 characters or outside the BMP
+    uncoded.__dict__["_head_lookup"] = None
+    loaded = CategoryModel.load(uncoded.save(tmp_path / "m.joblib")).prepare()
+    assert loaded._vectorizer.vocabulary_ == model._vectorizer.vocabulary_
+    texts = [f"{t}{d}" for t, d, _ in CLEAR_CASES]
+    assert loaded.predict_proba(texts) == model.predict_proba(texts)
+    assert loaded.top_terms("工地半夜施工噪音大", "环境保护") == model.top_terms(
+        "工地半夜施工噪音大", "环境保护"
+    )
+
+
 def test_fast_scorer_matches_vocabulary_lookup(model: CategoryModel) -> None:
     texts = ["小区门口路灯坏了好几天，路灯一直不亮", "", "ABC 123", "工地半夜施工噪音大，噪音大"]
     slow = CategoryModel()

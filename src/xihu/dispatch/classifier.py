@@ -21,6 +21,7 @@ on the TipDM appeals its held-out auto-dispatch precision averaged 0.989 against
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import re
@@ -75,8 +76,8 @@ _EXCEL_CR = re.compile(r"_x000d_", re.IGNORECASE)
 # 2: stacked ensemble members (format 1 files hold the SVM member alone and load unchanged)
 # 3: confidence map over the members' own scores too (format 1 and 2 maps use the margin alone; older code
 #    cannot read the longer map, so it must refuse these files)
-_FORMAT_VERSION = 3
-_READABLE_FORMATS = frozenset({1, 2, 3})
+_FORMAT_VERSION = 4  # 4: vocabulary dicts left out when the coded lookup is saved
+_READABLE_FORMATS = frozenset({1, 2, 3, 4})
 _TFIDF_MEMO_SIZE = 256  # texts whose TF-IDF rows are kept: a worker batch of them, scored and then explained
 MEMBERS: tuple[str, ...] = ("svm", "nbsvm", "cnb")
 # Complement NB added nothing in cross-validation (the calibrator all but zeroes it); it stays for ablations
@@ -247,6 +248,7 @@ class CategoryModel:
         self.__dict__.pop("_lookup", None)
         self.__dict__.pop("_head_lookup", None)
         self.__dict__.pop("_feature_len", None)
+        self.__dict__.pop("_term_codes_by_index", None)
         self.__dict__.pop("_logit_w", None)
         self._gram_lookup(self._vectorizer)  # built now, so it is saved with the model
         if self._head_vectorizer is not None:
@@ -411,14 +413,13 @@ class CategoryModel:
         return [(self.labels[j], float(p[i, j]), bool(p[i, j] >= self.threshold)) for i, j in enumerate(best)]
 
     def prepare(self) -> CategoryModel:
-        """Build what explaining needs (n-gram names and lengths, logit weights) now, not at the first appeal.
+        """Build what explaining needs (n-gram codes and lengths, logit weights) now, not at the first appeal.
 
-        On a model trained on 8,000 appeals that is about 1.1 s, which a freshly loaded model would otherwise
-        spend inside the first routing that asks for reasons.
+        A freshly loaded model would otherwise spend that time inside the first routing that asks for reasons.
         """
-        vectorizer = self._check()
-        if self._features is None:
-            self._features = vectorizer.get_feature_names_out()
+        self._check()
+        if self._term_codes() is None:
+            self._feature_names()
         self._feature_lengths()
         self._logit_weights()
         return self
@@ -427,8 +428,6 @@ class CategoryModel:
         """Non-overlapping char n-grams of `text` that pushed most towards `label` (multi-character first)."""
         vectorizer = self._check()
         j = self.labels.index(label)
-        if self._features is None:
-            self._features = vectorizer.get_feature_names_out()
         indices, values = self._tfidf(text)
         main = indices < len(vectorizer.idf_)
         indices, values = indices[main], values[main]
@@ -449,7 +448,7 @@ class CategoryModel:
         for pos in order:
             if len(chosen) >= k:
                 break
-            term = str(self._features[indices[pos]])
+            term = self._term(int(indices[pos]))
             if not any(term in c or c in term for c in chosen):
                 chosen.append(term)
         return chosen
@@ -469,14 +468,49 @@ class CategoryModel:
             self.__dict__["_logit_w"] = weights
         return np.asarray(weights)
 
+    def _term_codes(self) -> np.ndarray | None:
+        """Every main-block feature's n-gram code (see `_term_code`), from the saved lookup; None without one.
+
+        Names and lengths of the n-grams come from these codes, so a saved model needs no vocabulary dict:
+        unpickling the two dicts' 480,000 strings was most of the 1.6 s a real-data model took to load.
+        """
+        if "_term_codes_by_index" not in self.__dict__:
+            lookup = self._gram_lookup(self._check())
+            codes = None
+            if lookup is not None:
+                keys, ids = lookup
+                codes = np.zeros(len(self._check().idf_), dtype=np.int64)
+                codes[ids] = keys
+            self.__dict__["_term_codes_by_index"] = codes
+        found: np.ndarray | None = self.__dict__["_term_codes_by_index"]
+        return found
+
+    def _feature_names(self) -> np.ndarray:
+        """The vectorizer's n-gram names (models whose terms have no code keep their vocabulary dict)."""
+        if self._features is None:
+            self._features = self._check().get_feature_names_out()
+        return np.asarray(self._features)
+
+    def _term(self, j: int) -> str:
+        """The n-gram of main-block feature `j`."""
+        codes = self._term_codes()
+        if codes is None:
+            return str(self._feature_names()[j])
+        code = int(codes[j])
+        return "".join(chr(c) for c in ((code >> 32) & 0xFFFF, (code >> 16) & 0xFFFF, code & 0xFFFF) if c)
+
     def _feature_lengths(self) -> np.ndarray:
-        """Length in characters of every feature (n-gram), computed once per loaded model."""
+        """Length in characters of every main-block feature (n-gram), computed once per loaded model."""
         lengths = self.__dict__.get("_feature_len")
         if lengths is None:
-            names = self._features
-            lengths = np.fromiter((len(t) for t in names), dtype=np.int64, count=len(names))
+            codes = self._term_codes()
+            if codes is not None:  # 16 bits per character, no character coded 0
+                lengths = 1 + (codes > 0xFFFF).astype(np.int64) + (codes > 0xFFFFFFFF)
+            else:
+                names = self._feature_names()
+                lengths = np.fromiter((len(t) for t in names), dtype=np.int64, count=len(names))
             self.__dict__["_feature_len"] = lengths
-        return lengths
+        return np.asarray(lengths)
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -486,9 +520,14 @@ class CategoryModel:
         target.parent.mkdir(parents=True, exist_ok=True)
         state = {"format": _FORMAT_VERSION, "sklearn": sklearn.__version__, **self.__dict__}
         state["_features"] = None
-        state.pop("_memo", None)
-        state.pop("_feature_len", None)
-        state.pop("_logit_w", None)
+        for derived in ("_memo", "_feature_len", "_logit_w", "_term_codes_by_index"):
+            state.pop(derived, None)
+        for name, key in (("_vectorizer", "_lookup"), ("_head_vectorizer", "_head_lookup")):
+            if state.get(name) is not None and state.get(key) is not None:
+                # the coded lookup replaces the vocabulary dict for scoring and naming n-grams alike
+                slim = copy.copy(state[name])
+                slim.vocabulary_ = {}
+                state[name] = slim
         joblib.dump(state, target, compress=3)
         meta = {"threshold": self.threshold, "labels": self.labels, "metrics": self.metrics}
         meta_text = json.dumps(meta, ensure_ascii=False, indent=2)
