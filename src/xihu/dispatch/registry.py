@@ -21,11 +21,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.core import clock
@@ -214,6 +214,9 @@ class TrainingSet:
     rows: list[tuple[str, str]]
     feedback: list[tuple[int, str, str]]  # (feedback id, text, category)
     note: str = ""
+    # labelled corrections older than the newest learnt one that were left out (excluded, or superseded by a
+    # later label of their appeal): restored or made current again later, they are still to be learnt
+    passed_over: list[int] = field(default_factory=list)
 
     @property
     def texts(self) -> list[str]:
@@ -231,7 +234,12 @@ def training_set(
 ) -> TrainingSet:
     """`rows` plus the usable feedback (see `usable_feedback`), ready to `fit`."""
     authorize(actor, PERMISSION)
-    training = TrainingSet(rows=list(rows), feedback=_feedback(session), note=note)
+    feedback = _feedback(session)
+    last = max((i for i, _, _ in feedback), default=0)
+    learnt = {i for i, _, _ in feedback}
+    labelled = session.scalars(select(DispatchFeedback.id).where(*LABELLED, DispatchFeedback.id <= last))
+    passed_over = sorted(i for i in labelled if i not in learnt)
+    training = TrainingSet(rows=list(rows), feedback=feedback, note=note, passed_over=passed_over)
     if not training.texts:
         raise Invalid("没有可用于训练的样本", english="no training rows")
     return training
@@ -259,8 +267,10 @@ def fit(training: TrainingSet, progress: Progress | None = None) -> CategoryMode
     except ValueError as exc:
         raise Invalid("训练数据不足：至少需要两个类别，且每个类别至少两条样本", english=str(exc)) from exc
     model.metrics["n_feedback"] = len(training.feedback)
-    # corrections are only ever added: those after this id are what the version has not learnt
+    # corrections are only ever added: those after this id, and the usable ones among those passed over,
+    # are what the version has not learnt
     model.metrics["feedback_last_id"] = max((i for i, _, _ in training.feedback), default=0)
+    model.metrics["feedback_passed_over"] = training.passed_over
     model.metrics["n_rows"] = len(training.rows)
     model.metrics["rows_sha"] = _rows_digest(training.rows)
     return model
@@ -409,7 +419,10 @@ def feedback_not_in_active(*, session: Session, actor: Actor) -> int:
     count = select(func.count()).select_from(DispatchFeedback).where(usable_feedback())
     last = metrics.get("feedback_last_id")
     if isinstance(last, int):
-        return session.scalar(count.where(DispatchFeedback.id > last)) or 0
+        passed_over = [i for i in metrics.get("feedback_passed_over") or [] if isinstance(i, int)]
+        newer = DispatchFeedback.id > last
+        unlearnt = or_(newer, DispatchFeedback.id.in_(passed_over)) if passed_over else newer
+        return session.scalar(count.where(unlearnt)) or 0
     # versions trained before the id was kept: the newest corrections are the ones not yet seen
     used = metrics.get("n_feedback", 0)
     return max((session.scalar(count) or 0) - (used if isinstance(used, int) else 0), 0)
