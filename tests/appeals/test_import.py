@@ -278,3 +278,19 @@ def test_an_import_that_keeps_killing_its_worker_is_given_up(client, login_as, s
     job = client.get(f"/api/imports/{job_id}").json()
     assert job["status"] == "failed"
     assert f"{IMPORTS.max_attempts} 次中断" in job["errors"][-1]["error"]
+
+
+def test_an_upload_wakes_the_web_processs_background_loop(client, login_as, monkeypatch) -> None:
+    class Loop:
+        woken = 0
+
+        def wake(self) -> None:
+            self.woken += 1
+
+    loop = Loop()
+    monkeypatch.setattr(client.app.state, "background_loop", loop, raising=False)
+    login_as("intake")
+    resp = client.post("/api/imports", files={"file": ("12345.csv", _csv("WAK"), "text/csv")})
+    assert resp.status_code == 202 and loop.woken == 1  # the round starts now, not up to 10 s later
+    refused = client.post("/api/imports", files={"file": ("empty.csv", b"", "text/csv")})
+    assert refused.status_code == 422 and loop.woken == 1

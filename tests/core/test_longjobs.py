@@ -105,3 +105,28 @@ def test_two_workers_never_claim_the_same_job(factory: sessionmaker[Session], en
     with factory() as s:
         job = s.get(TrainingJob, only)
         assert job is not None and (job.claimed_by, job.attempts) == ("worker-a", 1)
+
+
+def test_the_web_processs_loop_runs_a_round_at_once_when_woken(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xihu.core import jobs
+
+    rounds: list[float] = []
+    monkeypatch.setattr(jobs, "_periodic", {"count": lambda f, w: rounds.append(time.monotonic()) or 0})
+    loop = jobs.BackgroundLoop(None, "web-test", interval=60)  # type: ignore[arg-type]
+    loop.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not rounds:  # the first round runs at start
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert len(rounds) == 1  # then it waits its interval
+        woken = time.monotonic()
+        loop.wake()
+        while len(rounds) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert rounds[1] - woken < 2  # not 60 s later
+    finally:
+        loop.stop()
+    assert not loop._thread.is_alive()  # a stop is not held up by the 60 s wait either

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -37,7 +37,13 @@ from xihu.appeals.schemas import (
     TransferIn,
 )
 from xihu.core.security import Actor
-from xihu.web.deps import get_actor, get_session, run_in_own_unit_of_work, verify_csrf_api
+from xihu.web.deps import (
+    get_actor,
+    get_session,
+    run_in_own_unit_of_work,
+    verify_csrf_api,
+    wake_background_work,
+)
 
 router = APIRouter(prefix="/api/appeals", tags=["appeals"])
 staff = APIRouter(prefix="/api/appeals", tags=["appeals (staff)"], dependencies=[Depends(verify_csrf_api)])
@@ -354,6 +360,7 @@ imports = APIRouter(prefix="/api/imports", tags=["imports"], dependencies=[Depen
 @imports.post("", response_model=ImportResult, status_code=202)
 async def start_import(
     request: Request,
+    background: BackgroundTasks,
     file: UploadFile = File(...),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
@@ -367,6 +374,7 @@ async def start_import(
         data=data,
         data_dir=request.app.state.settings.data_dir,
     )
+    wake_background_work(request, background)
     return job
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -35,7 +35,7 @@ from xihu.dispatch import service as dispatch_service
 from xihu.places import service as places_service
 from xihu.places.enums import UnitKind
 from xihu.places.schemas import PlaceDetail
-from xihu.web.deps import get_actor, get_session, verify_csrf_form
+from xihu.web.deps import get_actor, get_session, verify_csrf_form, wake_background_work
 from xihu.web.pages import error_text, form_str, get_form, safe_next, staff_or_redirect
 from xihu.web.templating import render
 
@@ -199,6 +199,7 @@ def _submit_report(
 @router.post("/report", dependencies=[Depends(verify_csrf_form)])
 def report_submit(
     request: Request,
+    background: BackgroundTasks,
     form: FormData = Depends(get_form),
     session: Session = Depends(get_session),
     actor: Actor = Depends(get_actor),
@@ -356,6 +357,7 @@ def _inbox_page(
 @router.post("/staff/batch", dependencies=[Depends(verify_csrf_form)])
 def batch(
     request: Request,
+    background: BackgroundTasks,
     form: FormData = Depends(get_form),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
@@ -487,6 +489,7 @@ def act(
     appeal_id: int,
     action: str,
     request: Request,
+    background: BackgroundTasks,
     form: FormData = Depends(get_form),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
@@ -552,6 +555,7 @@ def hotline_form(
 @router.post("/staff/hotline", dependencies=[Depends(verify_csrf_form)])
 def hotline_submit(
     request: Request,
+    background: BackgroundTasks,
     form: FormData = Depends(get_form),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
@@ -597,6 +601,7 @@ def import_form(request: Request, actor: Actor = Depends(get_actor)) -> Response
 @router.post("/staff/import", dependencies=[Depends(verify_csrf_form)])
 def import_upload(
     request: Request,
+    background: BackgroundTasks,
     form: FormData = Depends(get_form),
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
@@ -622,6 +627,7 @@ def import_upload(
         return render(
             request, "appeals/import.html", exc.status_code, actor=actor, job=None, error=exc.message
         )
+    wake_background_work(request, background)
     return render(request, "appeals/import.html", 202, actor=actor, job=job, error=None)
 
 

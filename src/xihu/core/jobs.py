@@ -97,18 +97,25 @@ class BackgroundLoop:
         self.worker_id = worker_id
         self.interval = interval
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"xihu-{worker_id}", daemon=True)
 
     def start(self) -> None:
         """Start the loop."""
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run the next round now instead of after the interval (a request has just queued work)."""
+        self._wake.set()
+
     def stop(self) -> None:
         """Ask the loop to finish and wait briefly."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             _, wait = run_round(self.factory, self.worker_id, self.interval)
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 
 from xihu.core.security import Actor
 from xihu.dispatch import registry
 from xihu.dispatch.schemas import ModelVersionRead, TrainingJobRead
-from xihu.web.deps import get_actor, get_session, verify_csrf_api
+from xihu.web.deps import get_actor, get_session, verify_csrf_api, wake_background_work
 
 router = APIRouter(prefix="/api/dispatch", tags=["dispatch"])
 
@@ -37,16 +37,21 @@ def rollback_model(
 )
 def retrain_model(
     request: Request,
+    background: BackgroundTasks,
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> TrainingJobRead:
     """Queue retraining on the active version's rows plus all labelled feedback; 202 and the job to follow."""
-    return queue_retrain(request, session, actor)
+    return queue_retrain(request, background, session, actor)
 
 
-def queue_retrain(request: Request, session: Session, actor: Actor) -> TrainingJobRead:
+def queue_retrain(
+    request: Request, background: BackgroundTasks, session: Session, actor: Actor
+) -> TrainingJobRead:
     """Queue a retraining job for a worker (see `dispatch.jobs`); for this route and the models page."""
-    return registry.start_retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+    job = registry.start_retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+    wake_background_work(request, background)
+    return job
 
 
 @router.get("/training-jobs/{job_id}", response_model=TrainingJobRead)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -106,6 +106,7 @@ def activate(
 @router.post(f"{MODELS_PAGE}/retrain", dependencies=[Depends(verify_csrf_form)])
 def retrain(
     request: Request,
+    background: BackgroundTasks,
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> Response:
@@ -114,7 +115,7 @@ def retrain(
     if redirect is not None:
         return redirect
     try:
-        queue_retrain(request, session, actor)
+        queue_retrain(request, background, session, actor)
     except DomainError as exc:
         session.rollback()
         message, status = error_text(exc)

@@ -169,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.run_sweeper_in_process:
             loop = BackgroundLoop(factory, f"web-{os.getpid()}", settings.sweep_interval_seconds)
             loop.start()
+        app.state.background_loop = loop  # requests that queue work wake it (see deps.wake_background_work)
         try:
             yield
         finally:

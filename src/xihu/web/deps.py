@@ -6,7 +6,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -129,3 +129,16 @@ async def verify_csrf_api(request: Request) -> None:
     """Reject a cookie-authenticated API write without the CSRF header (reads need none)."""
     if request.method not in ("GET", "HEAD", "OPTIONS") and request.cookies.get(SESSION_COOKIE):
         _check(request, request.headers.get(CSRF_HEADER))
+
+
+def wake_background_work(request: Request, background: BackgroundTasks) -> None:
+    """Once the response is out (and the request's work committed), start a round of this process's
+    background loop, when it runs one (SQLite): a queued import or retraining then starts at once instead
+    of at the next round. Separate `xihu worker` processes find it at their next round."""
+
+    def wake() -> None:
+        loop = getattr(request.app.state, "background_loop", None)
+        if loop is not None:
+            loop.wake()
+
+    background.add_task(wake)
