@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
@@ -70,3 +70,39 @@ def test_xihu_migrate_twice_is_idempotent(tmp_path, monkeypatch) -> None:
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_long_job_upgrade_fails_old_retraining_runs_and_leaves_recent_ones_to_resume(tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from xihu.core.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    command.upgrade(alembic_config(url), "b8c9c0de0017")
+    engine = create_engine(url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        for status, age in (("queued", 60), ("running", 20), ("running", 5), ("finished", 60)):
+            stamp = (now - timedelta(minutes=age)).strftime("%Y-%m-%d %H:%M:%S.%f")
+            conn.execute(
+                text(
+                    "INSERT INTO dispatch_training_jobs (status, note, created_by, created_at, error)"
+                    " VALUES (:s, :n, '', :t, '')"
+                ),
+                {"s": status, "n": f"{status}-{age}", "t": stamp},
+            )
+    upgrade(url)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT note, status FROM dispatch_training_jobs")).all())
+        attempts = conn.scalars(text("SELECT DISTINCT attempts FROM dispatch_training_jobs")).all()
+    engine.dispose()
+    assert rows == {
+        "queued-60": "failed",
+        "running-20": "failed",
+        "running-5": "running",
+        "finished-60": "finished",
+    }
+    assert attempts == [0]
