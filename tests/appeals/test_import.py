@@ -249,13 +249,14 @@ def test_an_import_whose_process_died_is_resumed_where_it_stopped(
     monkeypatch.setattr(appeal_service, "submit", real_submit)
     assert _imported(session, "RES") == ["RES-001"]
     died = client.get(f"/api/imports/{job_id}").json()
-    assert (died["status"], died["processed"]) == ("running", 2)
+    assert (died["status"], died["processed"], died["hint"]) == ("running", 2, "")
 
     assert IMPORTS.tick(factory, "test-worker") == 0  # its heartbeat is still fresh: nobody takes it yet
     clock.freeze(clock.now() + longjobs.STALE_AFTER + timedelta(seconds=1))
+    assert "将从第 3 条继续" in client.get(f"/api/imports/{job_id}").json()["hint"]
     assert IMPORTS.tick(factory, "test-worker") == 1
     job = client.get(f"/api/imports/{job_id}").json()
-    assert job["status"] == "finished" and job["processed"] == 5
+    assert job["status"] == "finished" and job["processed"] == 5 and job["hint"] == ""
     assert _imported(session, "RES") == ["RES-001", "RES-003", "RES-005"]  # none twice, none lost
     assert [e["row"] for e in job["errors"]] == [3, 5]  # the first attempt's error is kept, none repeated
     session.expire_all()
@@ -269,6 +270,9 @@ def test_an_import_that_keeps_killing_its_worker_is_given_up(client, login_as, s
     factory = client.app.state.session_factory
     resp = client.post("/api/imports", files={"file": ("12345.csv", _csv("GVU"), "text/csv")})
     job_id = resp.json()["id"]
+    assert resp.json()["hint"] == ""
+    clock.freeze(clock.now() + longjobs.UNCLAIMED_AFTER + timedelta(seconds=1))  # no worker came for it
+    assert "xihu worker" in client.get(f"/api/imports/{job_id}").json()["hint"]
     for attempt in range(IMPORTS.max_attempts):  # every claim's process dies at once
         with factory() as s:
             assert IMPORTS.claim(s, f"worker-{attempt}") == job_id

@@ -348,7 +348,7 @@ def test_a_retraining_job_whose_process_died_is_run_again_then_given_up(
     session.commit()
     # nobody has claimed it for a while: the admin is told to look at the worker
     assert registry.training_job(session=session, actor=SYSTEM, job_id=job.id).error == ""
-    clock.freeze(clock.now() + registry.JOB_UNCLAIMED_AFTER + timedelta(seconds=1))
+    clock.freeze(clock.now() + longjobs.UNCLAIMED_AFTER + timedelta(seconds=1))
     assert "xihu worker" in registry.training_job(session=session, actor=SYSTEM, job_id=job.id).error
 
     _claim(session_factory, job.id, "worker-that-dies")

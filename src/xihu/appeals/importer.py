@@ -17,6 +17,7 @@ from xihu.appeals.models import ImportJob
 from xihu.appeals.schemas import AppealCreate, ImportResult
 from xihu.core import clock
 from xihu.core.errors import DomainError, Invalid, NotFound
+from xihu.core.longjobs import waiting_hint
 from xihu.core.security import Actor, authorize
 from xihu.places import service as places_service
 
@@ -252,6 +253,10 @@ def _read(job: ImportJob) -> ImportResult:
         created_count=job.created_count,
         skipped_count=job.skipped_count,
         errors=list(job.errors or []),
+        hint={
+            "lost": f"导入进程中断（服务重启或进程退出），后台进程将从第 {job.processed + 1} 条继续",
+            "unclaimed": "仍在排队：请确认后台进程（xihu worker）在运行",
+        }.get(waiting_hint(job.status, job.created_at, job.heartbeat_at) or "", ""),
     )
 
 

@@ -285,6 +285,7 @@ class ImportResult(BaseModel):
     created_count: int
     skipped_count: int
     errors: list[dict[str, object]]
+    hint: str = ""  # why an unfinished import is not moving (no worker running; its process died)
 
 
 class SimilarAppeal(BaseModel):

@@ -27,6 +27,8 @@ HEARTBEAT_SECONDS = 10.0
 # A running job whose heartbeat is older than this is taken to have lost its process. Six missed beats: a
 # worker busy with a long transaction or a database restart does not lose its job to another worker.
 STALE_AFTER = timedelta(seconds=60)
+# A job queued this long has not been claimed: no worker is running (on PostgreSQL the web process runs none)
+UNCLAIMED_AFTER = timedelta(minutes=2)
 # Claimed jobs run in a thread of their own; tests set this to False so that a round runs them to the end.
 RUN_IN_THREAD = True
 
@@ -34,6 +36,16 @@ RUN_IN_THREAD = True
 def heartbeat_stale(heartbeat_at: datetime | None, now: datetime | None = None) -> bool:
     """True when a running job's process has stopped refreshing its heartbeat (`heartbeat_at`)."""
     return heartbeat_at is None or (now or clock.now()) - heartbeat_at > STALE_AFTER
+
+
+def waiting_hint(status: str, created_at: datetime, heartbeat_at: datetime | None) -> str | None:
+    """Why an unfinished job is not moving, for the page that follows it: "unclaimed" (queued past
+    UNCLAIMED_AFTER: is a worker running?), "lost" (its process died; a worker will resume it) or None."""
+    if status == "queued" and clock.now() - created_at > UNCLAIMED_AFTER:
+        return "unclaimed"
+    if status == "running" and heartbeat_stale(heartbeat_at):
+        return "lost"
+    return None
 
 
 class LongJobKind:

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, func, or_, select, update
@@ -33,7 +32,7 @@ from xihu.core.audit import AuditEntry, record
 from xihu.core.config import get_settings
 from xihu.core.db import unit_of_work
 from xihu.core.errors import Conflict, DomainError, Invalid, NotFound
-from xihu.core.longjobs import heartbeat_stale
+from xihu.core.longjobs import waiting_hint
 from xihu.core.security import Actor, User, authorize
 from xihu.dispatch.classifier import CategoryModel, dedupe_rows, read_rows, row_text
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
@@ -481,17 +480,14 @@ def retrain_in_steps(
 # ---------------------------------------------------------------- retraining in the background
 
 JOB_STATUS_LABELS = {"queued": "排队中", "running": "训练中", "finished": "已完成", "failed": "未成功"}
-# a job queued this long has not been claimed: no worker is running (on PostgreSQL the web does not train)
-JOB_UNCLAIMED_AFTER = timedelta(minutes=2)
 JOB_MAX_ATTEMPTS = 2  # a run that kills its process twice (out of memory, say) would do so again
 
 
 def _job_read(job: TrainingJob) -> TrainingJobRead:
-    hint = ""
-    if job.status == "running" and heartbeat_stale(job.heartbeat_at):
-        hint = "训练进程中断（服务重启或进程退出），后台进程将重新开始训练"
-    elif job.status == "queued" and clock.now() - job.created_at > JOB_UNCLAIMED_AFTER:
-        hint = "仍在排队：请确认后台进程（xihu worker）在运行"
+    hint = {
+        "lost": "训练进程中断（服务重启或进程退出），后台进程将重新开始训练",
+        "unclaimed": "仍在排队：请确认后台进程（xihu worker）在运行",
+    }.get(waiting_hint(job.status, job.created_at, job.heartbeat_at) or "", "")
     return TrainingJobRead(
         id=job.id,
         status=job.status,

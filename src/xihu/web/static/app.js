@@ -86,7 +86,8 @@
     var label = { queued: "排队中", running: "导入中", finished: "已完成", failed: "失败" }[job.status] || job.status;
     document.getElementById("import-status").textContent =
       label + "：已处理 " + job.processed + " / " + job.total + " 行，新建 " + job.created_count +
-      " 件，跳过 " + job.skipped_count + " 件，错误 " + job.errors.length + " 行";
+      " 件，跳过 " + job.skipped_count + " 件，错误 " + job.errors.length + " 行" +
+      (job.hint ? "。" + job.hint : "");
     var errBox = document.getElementById("import-errors");
     errBox.textContent = "";
     if (job.errors.length) {
