@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from pathlib import Path
 
 import typer
@@ -108,6 +107,7 @@ def worker(
     from xihu.dispatch import registry
 
     registry.warm(factory)  # load the dispatch model before the first deferred routing waits for it
+    listener = jobs.WakeListener(settings.database_url)  # a queued import or retraining ends the pause
     while True:
         # A round that found work may have left more (jobs do bounded batches): go again soon, so a backlog
         # drains at full speed; an idle round waits the interval.
@@ -115,7 +115,7 @@ def worker(
         if once:
             typer.echo(done)
             return
-        time.sleep(wait)
+        listener.wait(wait)
 
 
 @app.command()

@@ -130,3 +130,34 @@ def test_the_web_processs_loop_runs_a_round_at_once_when_woken(monkeypatch: pyte
     finally:
         loop.stop()
     assert not loop._thread.is_alive()  # a stop is not held up by the 60 s wait either
+
+
+def test_a_queued_job_wakes_an_idle_worker_on_postgresql(
+    engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    from xihu.core import jobs
+
+    listener = jobs.WakeListener(engine.url.render_as_string(hide_password=False))
+    if engine.dialect.name != "postgresql":
+        began = time.monotonic()
+        assert listener.wait(0.1) is False and time.monotonic() - began >= 0.1  # SQLite: a plain pause
+        pytest.skip("SQLite's web process wakes its own loop (see test_the_web_processs_loop_runs...)")
+    try:
+        assert listener.wait(0.2) is False  # listening now; nothing queued: the whole pause
+        woke: list[float] = []
+        waiter = threading.Thread(target=lambda: woke.append(listener.wait(30) and time.monotonic()))
+        waiter.start()
+        time.sleep(0.3)
+        with factory() as s:
+            jobs.notify_workers(s)
+            s.rollback()  # a queuing transaction that failed wakes nobody
+        time.sleep(0.5)
+        assert woke == []
+        with factory() as s:
+            jobs.notify_workers(s)
+            committed = time.monotonic()
+            s.commit()
+        waiter.join(10)
+        assert woke and woke[0] - committed < 5  # not the 30 s pause
+    finally:
+        listener.close()

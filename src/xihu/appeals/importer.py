@@ -17,6 +17,7 @@ from xihu.appeals.models import ImportJob
 from xihu.appeals.schemas import AppealCreate, ImportResult
 from xihu.core import clock
 from xihu.core.errors import DomainError, Invalid, NotFound
+from xihu.core.jobs import notify_workers
 from xihu.core.longjobs import waiting_hint
 from xihu.core.security import Actor, authorize
 from xihu.places import service as places_service
@@ -120,6 +121,7 @@ def create_job(*, session: Session, actor: Actor, filename: str, data: bytes, da
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{job.id}.bin").write_bytes(data)
     (folder / f"{job.id}.name").write_text(filename, encoding="utf-8")
+    notify_workers(session)
     return _read(job)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import Select, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,3 +120,63 @@ class BackgroundLoop:
             _, wait = run_round(self.factory, self.worker_id, self.interval)
             self._wake.wait(wait)
             self._wake.clear()
+
+
+# ---------------------------------------------------------------- waking idle workers (PostgreSQL)
+
+WAKE_CHANNEL = "xihu_jobs"
+
+
+def notify_workers(session: Session) -> None:
+    """Wake idle `xihu worker` processes when this transaction commits (PostgreSQL NOTIFY; nothing on SQLite,
+    whose web process wakes its own loop). For work a person waits for: an import, a retraining run."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+
+
+class WakeListener:
+    """The pause between a worker's rounds; on PostgreSQL a NOTIFY on WAKE_CHANNEL ends it early.
+
+    A worker otherwise finds a queued import or retraining run only at its next idle round, up to
+    XIHU_SWEEP_INTERVAL_SECONDS later. Notifications are delivered only when the queuing transaction
+    commits, so a woken worker finds the job. Without a listening connection (SQLite, or PostgreSQL away)
+    it simply sleeps.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self._dsn = (
+            url.set(drivername="postgresql").render_as_string(hide_password=False)
+            if url.get_backend_name() == "postgresql"
+            else None
+        )
+        self._conn: Any = None
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when a notification ended the sleep early."""
+        if seconds <= 0:
+            return False
+        if self._dsn is None:
+            time.sleep(seconds)
+            return False
+        import psycopg
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._dsn, autocommit=True)
+                self._conn.execute(f"LISTEN {WAKE_CHANNEL}")
+            for _ in self._conn.notifies(timeout=seconds, stop_after=1):
+                return True
+            return False
+        except psycopg.Error as exc:
+            log.warning("worker wake-up channel unavailable (%s); polling", type(exc).__name__)
+            self.close()
+            time.sleep(seconds)
+            return False
+
+    def close(self) -> None:
+        """Drop the listening connection (the next wait opens a new one)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # it is being thrown away
+                self._conn.close()
+            self._conn = None

@@ -32,6 +32,7 @@ from xihu.core.audit import AuditEntry, record
 from xihu.core.config import get_settings
 from xihu.core.db import unit_of_work
 from xihu.core.errors import Conflict, DomainError, Invalid, NotFound
+from xihu.core.jobs import notify_workers
 from xihu.core.longjobs import waiting_hint
 from xihu.core.security import Actor, User, authorize
 from xihu.dispatch.classifier import CategoryModel, dedupe_rows, read_rows, row_text
@@ -520,6 +521,7 @@ def start_retrain(*, session: Session, actor: Actor, data_dir: Path, note: str =
     )
     session.add(job)
     session.flush()
+    notify_workers(session)
     return _job_read(job)
 
 
