@@ -585,3 +585,33 @@ def test_cli_train_then_evaluate_prints_the_contract(cli_env: dict[str, str], tm
     assert retrained.exit_code == 0, retrained.output
     assert "未启用" in retrained.output and "macro_f1" in retrained.output
     assert len(list((Path(cli_env["XIHU_DATA_DIR"]) / "models").glob("*/model.joblib"))) == 3
+
+
+def test_a_retraining_run_deletes_the_files_of_versions_that_were_never_saved(
+    session: Session,
+    session_factory,
+    data_dir: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    import os
+
+    base = _train(session, data_dir)
+    models = data_dir / registry.MODELS_DIR
+    old = time.time() - registry.UNSAVED_AFTER_SECONDS - 60
+    killed = models / "m20261101-0930-ab12"  # a run killed after writing its files, before its commit
+    saving = models / "m20261207-1015-cd34"  # another worker's run, between its files and its commit
+    other = models / "notes"  # not a folder a training run makes
+    for folder in (killed, saving, other):
+        folder.mkdir(parents=True)
+        (folder / registry.MODEL_FILE).write_bytes(b"x")
+    for path in (killed, other, models / base.version):
+        os.utime(path, (old, old))
+    job = registry.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
+    session.commit()
+    _claim(session_factory, job.id)
+    registry.run_training_job(session_factory, job.id, data_dir)
+    left = {p.name for p in models.iterdir()}
+    assert killed.name not in left
+    assert {saving.name, other.name, base.version} <= left
+    session.expire_all()
+    trained = registry.training_job(session=session, actor=SYSTEM, job_id=job.id).version
+    assert trained in left and registry.prune_unsaved_versions(session=session, data_dir=data_dir) == []

@@ -17,7 +17,9 @@ import csv
 import gzip
 import hashlib
 import logging
+import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -391,6 +393,36 @@ def train_in_steps(
         return save(session, training, model)
 
 
+_VERSION_FOLDER = re.compile(r"m\d{8}-\d{4}-[0-9a-f]{4}")  # see `_new_version`
+UNSAVED_AFTER_SECONDS = 3600.0  # a run saving now (on another worker) writes its files seconds before its row
+
+
+def prune_unsaved_versions(*, session: Session, data_dir: Path) -> list[str]:
+    """Delete model folders that no version names: left by a run whose process died, or whose transaction
+    failed, between writing its files and committing its row (about 22 MB each on real data). Only folders
+    untouched for an hour, and only names a training run gives; returns the names deleted."""
+    root = Path(data_dir) / MODELS_DIR
+    if not root.is_dir():
+        return []
+    known: set[str] = set()
+    for version, path in session.execute(select(ModelVersion.version, ModelVersion.path)):
+        known.update((version, Path(path).parent.name))
+    cutoff = time.time() - UNSAVED_AFTER_SECONDS
+    removed = []
+    for folder in sorted(root.iterdir()):
+        if (
+            folder.is_dir()
+            and _VERSION_FOLDER.fullmatch(folder.name)
+            and folder.name not in known
+            and folder.stat().st_mtime < cutoff
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    if removed:
+        log.warning("deleted model folders no version names (an interrupted run's): %s", ", ".join(removed))
+    return removed
+
+
 def _rows_digest(rows: list[tuple[str, str]]) -> str:
     """A fingerprint of a version's own rows: versions with the same one can be compared on those rows."""
     digest = hashlib.sha256()
@@ -535,6 +567,7 @@ def run_training_job(factory: sessionmaker[Session], job_id: int, data_dir: Path
         user = session.get(User, job.created_by_id) if job.created_by_id is not None else None
         actor = user.to_actor() if user is not None else Actor.system(job.created_by or "系统")
         note = job.note
+        prune_unsaved_versions(session=session, data_dir=data_dir)  # what an earlier, killed run left
     try:
         version = retrain_in_steps(factory, actor=actor, data_dir=data_dir, note=note)
         outcome: dict[str, object] = {"status": "finished", "version": version.version}
