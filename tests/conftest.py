@@ -280,6 +280,16 @@ def _long_jobs_run_inline() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _retraining_fits_in_the_test_process() -> Iterator[None]:
+    """A fresh interpreter per retraining run costs seconds (one test fits apart)."""
+    from xihu.dispatch import registry
+
+    registry.FIT_IN_SUBPROCESS = False
+    yield
+    registry.FIT_IN_SUBPROCESS = True
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _model_swaps_at_once() -> Iterator[None]:
     """An activation takes effect at the registry's next call (tests of the background swap turn it on)."""
     from xihu.dispatch import registry

@@ -615,3 +615,28 @@ def test_a_retraining_run_deletes_the_files_of_versions_that_were_never_saved(
     session.expire_all()
     trained = registry.training_job(session=session, actor=SYSTEM, job_id=job.id).version
     assert trained in left and registry.prune_unsaved_versions(session=session, data_dir=data_dir) == []
+
+
+def test_a_fit_apart_gives_the_same_model_and_a_dead_fit_process_fails_the_run_clearly(
+    session: Session,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    training = registry.training_set(session=session, actor=SYSTEM, rows=registry.demo_rows()[:120])
+    apart = registry.fit_apart(training)
+    here = registry.fit(training)
+    probe = [text for text, _ in registry.demo_rows()[120:140]]
+    assert apart.predict_proba(probe) == here.predict_proba(probe)
+    assert apart.metrics["n_train"] == here.metrics["n_train"] == 120
+
+    # the fit process is killed (as the kernel does when memory runs out): the run fails with a reason
+    monkeypatch.setattr(registry, "fit", _die)
+    with pytest.raises(Invalid, match="训练进程意外终止"):
+        registry.fit_apart(training)  # and not this process
+
+
+def _die(training, progress=None):  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
