@@ -13,14 +13,18 @@ process, the CLI) without a restart while scoring stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
 import gzip
 import hashlib
 import logging
 import multiprocessing
+import os
 import re
 import secrets
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -398,6 +402,16 @@ def train_in_steps(
         return save(session, training, model)
 
 
+def _end_with_parent() -> None:
+    """In the fit process (Linux): be killed when the process that started it dies, so a worker killed
+    mid-fit does not leave its fit running beside the attempt that resumes the run."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died while this process was starting
+        os._exit(1)
+
+
 # Retraining runs in a worker (or, on SQLite, in the web process) fit in a process of their own; tests turn
 # this off to fit in the test process (one test fits apart)
 FIT_IN_SUBPROCESS = True
@@ -409,7 +423,7 @@ def fit_apart(training: TrainingSet) -> CategoryModel:
     ends its own process, not a web server or a worker with other work in hand."""
     context = multiprocessing.get_context("spawn")  # a fork would copy this process's threads and locks
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_end_with_parent) as pool:
             return pool.submit(fit, training).result()
     except BrokenProcessPool as exc:
         raise Invalid(
