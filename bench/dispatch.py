@@ -119,7 +119,7 @@ def route_ms_per_appeal(model, texts: list[str]) -> tuple[float, float]:  # type
     from xihu.core.config import get_settings
     from xihu.core.db import make_engine, make_session_factory, unit_of_work
     from xihu.core.migrate import upgrade
-    from xihu.dispatch import registry, responsibility
+    from xihu.dispatch import model_cache, responsibility
     from xihu.dispatch import service as dispatch_service
     from xihu.dispatch.schemas import RoutingInput
     from xihu.places import service as places_service
@@ -133,8 +133,8 @@ def route_ms_per_appeal(model, texts: list[str]) -> tuple[float, float]:  # type
     with unit_of_work(factory) as session:
         places_service.load_reference(session=session)
         responsibility.seed_defaults(session=session)
-    # The registry keeps the active model in memory between its periodic checks; hand it this one directly.
-    registry.active_model = lambda **_: (model, "bench")  # type: ignore[assignment]
+    # The model cache keeps the active model in memory between its periodic checks; hand it this one directly.
+    model_cache.active_model = lambda **_: (model, "bench")  # type: ignore[assignment]
     with factory() as session:
         dispatch_service.route(session=session, appeal=RoutingInput(description=texts[0]))  # warm caches
         started, cpu_started = time.perf_counter(), time.process_time()

@@ -137,13 +137,13 @@ def _real_time() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     """Process caches may hold rows of a rolled-back test transaction: every test starts without them."""
-    from xihu.dispatch import registry, responsibility
+    from xihu.dispatch import model_cache, responsibility
     from xihu.places import service as places_service
 
     def reset() -> None:
         places_service.reset_caches()
         responsibility.reset_cache()
-        registry.reset_cache()
+        model_cache.reset_cache()
 
     reset()
     yield
@@ -258,15 +258,15 @@ def _cheap_password_hashing() -> Iterator[None]:
 
 @pytest.fixture
 def fresh_model_cache() -> Iterator[None]:
-    """The dispatch registry sees the database as it is: no cached model, no check interval."""
-    from xihu.dispatch import registry
+    """The dispatch model cache sees the database as it is: no cached model, no check interval."""
+    from xihu.dispatch import model_cache
 
-    interval = registry.CHECK_INTERVAL_SECONDS
-    registry.CHECK_INTERVAL_SECONDS = 0
-    registry.reset_cache()
+    interval = model_cache.CHECK_INTERVAL_SECONDS
+    model_cache.CHECK_INTERVAL_SECONDS = 0
+    model_cache.reset_cache()
     yield
-    registry.CHECK_INTERVAL_SECONDS = interval
-    registry.reset_cache()
+    model_cache.CHECK_INTERVAL_SECONDS = interval
+    model_cache.reset_cache()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -282,18 +282,18 @@ def _long_jobs_run_inline() -> Iterator[None]:
 @pytest.fixture(autouse=True, scope="session")
 def _retraining_fits_in_the_test_process() -> Iterator[None]:
     """A fresh interpreter per retraining run costs seconds (one test fits apart)."""
-    from xihu.dispatch import registry
+    from xihu.dispatch import retraining_runs
 
-    registry.FIT_IN_SUBPROCESS = False
+    retraining_runs.FIT_IN_SUBPROCESS = False
     yield
-    registry.FIT_IN_SUBPROCESS = True
+    retraining_runs.FIT_IN_SUBPROCESS = True
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _model_swaps_at_once() -> Iterator[None]:
-    """An activation takes effect at the registry's next call (tests of the background swap turn it on)."""
-    from xihu.dispatch import registry
+    """An activation takes effect at the model cache's next call (tests of the background swap turn it on)."""
+    from xihu.dispatch import model_cache
 
-    registry.SWAP_IN_BACKGROUND = False
+    model_cache.SWAP_IN_BACKGROUND = False
     yield
-    registry.SWAP_IN_BACKGROUND = True
+    model_cache.SWAP_IN_BACKGROUND = True

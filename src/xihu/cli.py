@@ -104,9 +104,9 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     factory = _factory()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    from xihu.dispatch import registry
+    from xihu.dispatch import model_cache
 
-    registry.warm(factory)  # load the dispatch model before the first deferred routing waits for it
+    model_cache.warm(factory)  # load the dispatch model before the first deferred routing waits for it
     listener = jobs.WakeListener(settings.database_url)  # a queued import or retraining ends the pause
     while True:
         # A round that found work may have left more (jobs do bounded batches): go again soon, so a backlog

@@ -29,7 +29,7 @@ from xihu.core import clock
 from xihu.core.config import get_settings
 from xihu.core.db import unit_of_work
 from xihu.core.security import Actor, Role, User, create_user
-from xihu.dispatch import registry, responsibility
+from xihu.dispatch import responsibility, training
 from xihu.places import service as places_service
 from xihu.places.enums import PlaceType, UnitKind
 from xihu.places.schemas import PlaceCreate
@@ -396,7 +396,7 @@ def load_demo(factory: sessionmaker[Session], n_appeals: int = 400, seed: int = 
         places = _ensure_places(session)
         _ensure_policies(session)
     with unit_of_work(factory) as session:
-        model = registry.ensure_demo_model(session=session, data_dir=get_settings().data_dir)
+        model = training.ensure_demo_model(session=session, data_dir=get_settings().data_dir)
     rng = random.Random(seed)
     real_now = clock.now()
     try:

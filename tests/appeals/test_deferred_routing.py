@@ -15,7 +15,7 @@ from xihu.core import audit
 from xihu.core.audit import AuditEntry
 from xihu.core.db import is_postgres
 from xihu.core.security import Actor
-from xihu.dispatch import registry
+from xihu.dispatch import model_cache, training
 from xihu.dispatch import service as dispatch_service
 
 ADMIN = Actor.system("测试管理员")
@@ -25,17 +25,17 @@ LAMP = "小区路灯坏了好几天，晚上很黑，物业一直不修"
 @pytest.fixture
 def sure_model(session, settings):  # type: ignore[no-untyped-def]
     """The demo model, made sure of everything so that routing dispatches automatically."""
-    registry.CHECK_INTERVAL_SECONDS = 0
-    registry.reset_cache()
-    registry.train_version(
-        session=session, actor=ADMIN, rows=registry.demo_rows(), data_dir=settings.data_dir, activate=True
+    model_cache.CHECK_INTERVAL_SECONDS = 0
+    model_cache.reset_cache()
+    training.train_version(
+        session=session, actor=ADMIN, rows=training.demo_rows(), data_dir=settings.data_dir, activate=True
     )
     session.flush()
-    active = registry.active_model(session=session)
+    active = model_cache.active_model(session=session)
     assert active is not None
     active[0].threshold = 0.0
     yield
-    registry.reset_cache()
+    model_cache.reset_cache()
 
 
 def _submit(session, **extra):  # type: ignore[no-untyped-def]
@@ -158,7 +158,7 @@ def test_a_batch_is_routed_with_its_writes_together(
     session, session_factory, deferred, sure_model, monkeypatch
 ) -> None:
     """Routing 30 appeals takes about as many statements as routing 10 (it took 18 per appeal before)."""
-    monkeypatch.setattr(registry, "CHECK_INTERVAL_SECONDS", 3600)  # as in production: no check per appeal
+    monkeypatch.setattr(model_cache, "CHECK_INTERVAL_SECONDS", 3600)  # as in production: no check per appeal
     small = [_submit(session).id for _ in range(10)]
     session.commit()
     routed, count_small = _route_counting_statements(session_factory)

@@ -17,7 +17,7 @@ from xihu.appeals.schemas import DispatchIn
 from xihu.core.audit import AuditEntry
 from xihu.core.errors import Forbidden, Invalid, NotFound
 from xihu.core.security import Actor, Role, User
-from xihu.dispatch import feedback_review, registry
+from xihu.dispatch import feedback_review, registry, training
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
 from xihu.dispatch.models import DispatchFeedback
 
@@ -30,8 +30,8 @@ WRONG = "教育文体"
 @pytest.fixture
 def model(session: Session, settings, fresh_model_cache: None) -> None:  # type: ignore[no-untyped-def]
     """The demo model, trained and active."""
-    registry.train_version(
-        session=session, actor=ADMIN, rows=registry.demo_rows(), data_dir=settings.data_dir, activate=True
+    training.train_version(
+        session=session, actor=ADMIN, rows=training.demo_rows(), data_dir=settings.data_dir, activate=True
     )
     session.flush()
 
@@ -72,16 +72,16 @@ def test_only_the_last_label_of_an_appeal_is_learnt_and_excluded_ones_are_not(
     text = "饭店油烟直排，异味很重，窗户都不敢开"
     appeal_id = _dispatched(session, dispatcher, text, "城乡建设", "环境保护")
     first, last = _labels(session, appeal_id)
-    learnt = [row for row in registry.feedback_rows(session=session) if text in row[0]]
+    learnt = [row for row in training.feedback_rows(session=session) if text in row[0]]
     assert [label for _, label in learnt] == ["环境保护"]  # not both: the first label was corrected
 
     feedback_review.exclude(session=session, actor=ADMIN, feedback_id=last.id, reason="类别标错了")
-    learnt = [row for row in registry.feedback_rows(session=session) if text in row[0]]
+    learnt = [row for row in training.feedback_rows(session=session) if text in row[0]]
     assert [label for _, label in learnt] == ["城乡建设"]  # the last label still standing
     feedback_review.exclude(session=session, actor=ADMIN, feedback_id=first.id, reason="也标错了")
-    assert not [row for row in registry.feedback_rows(session=session) if text in row[0]]
+    assert not [row for row in training.feedback_rows(session=session) if text in row[0]]
     feedback_review.restore(session=session, actor=ADMIN, feedback_id=last.id)
-    learnt = [row for row in registry.feedback_rows(session=session) if text in row[0]]
+    learnt = [row for row in training.feedback_rows(session=session) if text in row[0]]
     assert [label for _, label in learnt] == ["环境保护"]
 
 
@@ -167,28 +167,28 @@ def test_corrections_not_yet_learnt_leave_out_the_excluded(
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
     dispatcher = make_user(Role.dispatcher).to_actor()
-    assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 0
+    assert training.feedback_not_in_active(session=session, actor=ADMIN) == 0
     a = _dispatched(session, dispatcher, "学校门口早上堵车严重，希望安排交警疏导", "交通运输")
     _dispatched(session, dispatcher, "公园的健身器材坏了很久，老人没法锻炼", "城乡建设", "教育文体")
-    assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 2  # one per appeal
+    assert training.feedback_not_in_active(session=session, actor=ADMIN) == 2  # one per appeal
     (row,) = _labels(session, a)
     feedback_review.exclude(session=session, actor=ADMIN, feedback_id=row.id, reason="类别标错了")
-    assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 1
-    again = registry.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
+    assert training.feedback_not_in_active(session=session, actor=ADMIN) == 1
+    again = training.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
     assert again.n_feedback == 1
     registry.activate(
         session=session, actor=ADMIN, version_id=again.id, data_dir=settings.data_dir, confirm=True
     )
-    assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 0
+    assert training.feedback_not_in_active(session=session, actor=ADMIN) == 0
     feedback_review.restore(session=session, actor=ADMIN, feedback_id=row.id)
     # older than what the version learnt, but excluded when it was trained: restored, it is still to learn
-    assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 1
-    learnt = registry.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
+    assert training.feedback_not_in_active(session=session, actor=ADMIN) == 1
+    learnt = training.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
     assert learnt.n_feedback == 2
     registry.activate(
         session=session, actor=ADMIN, version_id=learnt.id, data_dir=settings.data_dir, confirm=True
     )
-    assert registry.feedback_not_in_active(session=session, actor=ADMIN) == 0
+    assert training.feedback_not_in_active(session=session, actor=ADMIN) == 0
 
 
 # ---------------------------------------------------------------- HTTP
@@ -264,7 +264,7 @@ def test_a_retrain_on_hasty_labels_is_flagged_until_they_are_excluded(
     # and ten dispatched right, new texts of the same kinds
     for title, text, label in DEMO_EXAMPLES[7::25][:10]:
         _dispatched(session, dispatcher, f"{title}，已经好几天了。{text}请尽快处理。", label)
-    bad = registry.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
+    bad = training.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
     assert bad.concerns and all(c.startswith("在两版共同的") for c in bad.concerns), bad.concerns
 
     doubtful = feedback_review.review(
@@ -273,5 +273,5 @@ def test_a_retrain_on_hasty_labels_is_flagged_until_they_are_excluded(
     assert sorted(i.appeal_id for i in doubtful.items) == sorted(wrong)
     for item in doubtful.items:
         feedback_review.exclude(session=session, actor=ADMIN, feedback_id=item.id, reason="类别标错了")
-    good = registry.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
+    good = training.retrain(session=session, actor=ADMIN, data_dir=settings.data_dir)
     assert good.concerns == [] and good.n_feedback == 10

@@ -14,7 +14,7 @@ from xihu.appeals.schemas import AppealCreate
 from xihu.core.audit import AuditEntry
 from xihu.core.db import batch_memo
 from xihu.core.security import Actor
-from xihu.dispatch import registry, responsibility
+from xihu.dispatch import model_cache, responsibility, training
 from xihu.dispatch import service as dispatch_service
 from xihu.dispatch.schemas import RoutingInput, RuleUpdate, Suggestion
 from xihu.places import service as places_service
@@ -25,15 +25,15 @@ LAMP = "小区路灯坏了好几天，晚上很黑，物业一直不修"
 
 @pytest.fixture
 def model(session, settings):
-    """The demo model trained and active; the registry re-reads the active version at every call."""
-    registry.CHECK_INTERVAL_SECONDS = 0
-    registry.reset_cache()
-    version = registry.train_version(
-        session=session, actor=ADMIN, rows=registry.demo_rows(), data_dir=settings.data_dir, activate=True
+    """The demo model trained and active; the model cache re-reads the active version at every call."""
+    model_cache.CHECK_INTERVAL_SECONDS = 0
+    model_cache.reset_cache()
+    version = training.train_version(
+        session=session, actor=ADMIN, rows=training.demo_rows(), data_dir=settings.data_dir, activate=True
     )
     session.flush()
     yield version
-    registry.reset_cache()
+    model_cache.reset_cache()
 
 
 def test_model_route_gives_top_candidates_with_reasons(session, model) -> None:
@@ -50,8 +50,8 @@ def test_model_route_gives_top_candidates_with_reasons(session, model) -> None:
 
 def _held_back(session):
     """The lamp appeal submitted while nothing is sure enough for the router: it waits in the queue."""
-    registry.reset_cache()
-    active = registry.active_model(session=session)
+    model_cache.reset_cache()
+    active = model_cache.active_model(session=session)
     assert active is not None
     active[0].threshold = 1.01
     appeal_in = AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004"))
@@ -137,7 +137,7 @@ def test_a_batch_scored_ahead_routes_as_appeals_scored_one_by_one(session, model
         ]
 
     alone = route_all()
-    active = registry.active_model(session=session)
+    active = model_cache.active_model(session=session)
     assert active is not None
     asked: list[int] = []
     predict_proba = active[0].predict_proba
@@ -172,8 +172,8 @@ def test_memoized_lookups_leave_the_batch_rows_pending(session) -> None:
 
 
 def test_the_citizen_timeline_names_the_unit_and_keeps_the_models_reasons_for_staff(session, model) -> None:
-    registry.reset_cache()
-    active = registry.active_model(session=session)
+    model_cache.reset_cache()
+    active = model_cache.active_model(session=session)
     assert active is not None
     active[0].threshold = 0.0  # the lamp report is dispatched automatically
     appeal_in = AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004"))

@@ -13,7 +13,7 @@ from xihu.core.config import get_settings
 from xihu.core.db import make_engine, make_session_factory, unit_of_work
 from xihu.core.migrate import upgrade
 from xihu.core.security import Actor
-from xihu.dispatch import registry
+from xihu.dispatch import training
 
 ADMIN = Actor.system("测试管理员")
 
@@ -32,8 +32,8 @@ def test_retraining_in_steps_leaves_the_database_writable_while_it_fits(
     other = create_engine(url, connect_args={"timeout": 0.2})
     try:
         with unit_of_work(factory) as session:
-            registry.train_version(
-                session=session, actor=ADMIN, rows=registry.demo_rows(), data_dir=tmp_path, activate=True
+            training.train_version(
+                session=session, actor=ADMIN, rows=training.demo_rows(), data_dir=tmp_path, activate=True
             )
         with other.begin() as conn:
             conn.execute(text("CREATE TABLE intake (n INTEGER)"))
@@ -45,14 +45,14 @@ def test_retraining_in_steps_leaves_the_database_writable_while_it_fits(
                     conn.execute(text("INSERT INTO intake VALUES (1)"))
                 written.append(step)
 
-        version = registry.retrain_in_steps(
+        version = training.retrain_in_steps(
             factory, actor=ADMIN, data_dir=tmp_path, progress=write_while_fitting
         )
         assert written and not version.active
 
         # what the background job and the CLI did before: fit inside the transaction, and the write waits
         with pytest.raises(OperationalError, match="locked"), unit_of_work(factory) as session:
-            registry.retrain(session=session, actor=ADMIN, data_dir=tmp_path, progress=write_while_fitting)
+            training.retrain(session=session, actor=ADMIN, data_dir=tmp_path, progress=write_while_fitting)
         with other.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM intake")) == 1
     finally:

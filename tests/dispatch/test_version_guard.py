@@ -18,7 +18,7 @@ from xihu.core.audit import AuditEntry
 from xihu.core.config import get_settings
 from xihu.core.errors import Conflict
 from xihu.core.security import Actor, Role, User
-from xihu.dispatch import registry
+from xihu.dispatch import registry, training
 from xihu.dispatch.classifier import LABELS
 from xihu.dispatch.models import ModelVersion
 from xihu.dispatch.schemas import ModelVersionRead
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 def contradictory_rows() -> list[tuple[str, str]]:
     """The demo examples, each given a second, different category too: what confused corrections look like."""
-    rows = registry.demo_rows()
+    rows = training.demo_rows()
     other = {label: LABELS[(LABELS.index(label) + 1) % len(LABELS)] for label in LABELS}
     return rows + [(text, other[label]) for text, label in rows]
 
@@ -42,7 +42,7 @@ def contradictory_rows() -> list[tuple[str, str]]:
 def _train(
     session: Session, data_dir: Path, rows: list[tuple[str, str]], *, activate: bool
 ) -> ModelVersionRead:
-    return registry.train_version(
+    return training.train_version(
         session=session, actor=SYSTEM, rows=rows, data_dir=data_dir, activate=activate
     )
 
@@ -110,7 +110,7 @@ def test_a_worse_version_needs_confirming_and_the_override_is_audited(
     session: Session, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    good = _train(session, data_dir, registry.demo_rows(), activate=True)
+    good = _train(session, data_dir, training.demo_rows(), activate=True)
     bad = _train(session, data_dir, contradictory_rows(), activate=True)
     # asked to activate it at once, training keeps it inactive and says why
     assert _active(session) == [good.version] and not bad.active
@@ -146,7 +146,7 @@ def test_page_and_api_ask_for_confirmation(
     settings,  # type: ignore[no-untyped-def]
     make_user: Callable[..., User],
 ) -> None:
-    good = _train(session, settings.data_dir, registry.demo_rows(), activate=True)
+    good = _train(session, settings.data_dir, training.demo_rows(), activate=True)
     bad = _train(session, settings.data_dir, contradictory_rows(), activate=False)
     session.commit()
     login(client, make_user(Role.admin, None).username)
@@ -191,7 +191,7 @@ def test_cli_keeps_a_worse_version_inactive_until_confirmed(
     runner = CliRunner()
     assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
     good_csv, bad_csv = tmp_path / "good.csv", tmp_path / "bad.csv"
-    for path, rows in ((good_csv, registry.demo_rows()), (bad_csv, contradictory_rows())):
+    for path, rows in ((good_csv, training.demo_rows()), (bad_csv, contradictory_rows())):
         with path.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["title", "text", "label"])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 
 from xihu.core.security import Actor
-from xihu.dispatch import registry
+from xihu.dispatch import registry, retraining_runs
 from xihu.dispatch.schemas import ModelVersionRead, TrainingJobRead
 from xihu.web.deps import get_actor, get_session, verify_csrf_api, wake_background_work
 
@@ -49,7 +49,9 @@ def queue_retrain(
     request: Request, background: BackgroundTasks, session: Session, actor: Actor
 ) -> TrainingJobRead:
     """Queue a retraining job for a worker (see `dispatch.jobs`); for this route and the models page."""
-    job = registry.start_retrain(session=session, actor=actor, data_dir=request.app.state.settings.data_dir)
+    job = retraining_runs.start_retrain(
+        session=session, actor=actor, data_dir=request.app.state.settings.data_dir
+    )
     wake_background_work(request, background)
     return job
 
@@ -59,7 +61,7 @@ def training_job(
     job_id: int, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
 ) -> TrainingJobRead:
     """A retraining job's state: queued, running, finished (with the version it trained) or failed (why)."""
-    return registry.training_job(session=session, actor=actor, job_id=job_id)
+    return retraining_runs.training_job(session=session, actor=actor, job_id=job_id)
 
 
 @router.post(

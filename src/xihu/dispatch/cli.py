@@ -77,21 +77,21 @@ def train(
     note: str = typer.Option("", "--note", help="版本备注"),
 ) -> None:
     """Train a new model version from a CSV (plus labelled feedback) and save it under the data directory."""
-    from xihu.dispatch import registry
+    from xihu.dispatch import training
 
-    rows = registry.rows_from_csv(input)
+    rows = training.rows_from_csv(input)
     if not rows:
         raise _fail(f"{input} 中没有带类别标签的样本（需要 title,text,label 列）")
     typer.echo(f"读取样本 (rows read): {len(rows)}", err=True)
     actor = _actor()
     version = _with_progress(
-        lambda factory, step: registry.train_in_steps(
+        lambda factory, step: training.train_in_steps(
             factory,
-            lambda session: registry.training_set(session=session, actor=actor, rows=rows, note=note),
-            lambda session, training, model: registry.save_version(
+            lambda session: training.training_set(session=session, actor=actor, rows=rows, note=note),
+            lambda session, to_learn, model: training.save_version(
                 session=session,
                 actor=actor,
-                training=training,
+                training=to_learn,
                 model=model,
                 data_dir=_data_dir(),
                 activate=activate,
@@ -112,10 +112,10 @@ def train(
 @app.command()
 def retrain(note: str = typer.Option("", "--note", help="版本备注")) -> None:
     """Train a new, inactive version on the active version's rows plus all labelled feedback."""
-    from xihu.dispatch import registry
+    from xihu.dispatch import training
 
     version = _with_progress(
-        lambda factory, step: registry.retrain_in_steps(
+        lambda factory, step: training.retrain_in_steps(
             factory, actor=_actor(), data_dir=_data_dir(), note=note, progress=step
         )
     )
@@ -174,11 +174,11 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="只输出一个 JSON 对象"),
 ) -> None:
     """Evaluate the active model on a labelled CSV (accuracy, macro-F1, auto-dispatch rate and precision)."""
-    from xihu.dispatch import classifier, registry
+    from xihu.dispatch import classifier, model_cache
 
     rows = [r for r in classifier.read_rows(input) if (r.get("label") or "").strip()]
     with _session() as session:
-        loaded = registry.active_model(session=session, data_dir=_data_dir())
+        loaded = model_cache.active_model(session=session, data_dir=_data_dir())
     if loaded is None:
         raise _fail("没有已启用的派单模型：请先运行 xihu dispatch train 或 xihu dispatch activate")
     model, version = loaded

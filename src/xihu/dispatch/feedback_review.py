@@ -19,7 +19,7 @@ from xihu.core import clock
 from xihu.core.audit import record
 from xihu.core.errors import Invalid, NotFound
 from xihu.core.security import Actor, authorize
-from xihu.dispatch import registry
+from xihu.dispatch import model_cache, training
 from xihu.dispatch.models import DispatchFeedback
 from xihu.dispatch.schemas import FEEDBACK_VIEWS, FeedbackPage, FeedbackRead
 
@@ -31,7 +31,7 @@ PER_PAGE = 50
 # the conflicts view scores this many of the newest corrections with the active model (about 0.3 ms each)
 CONFLICT_SCAN = 2000
 KIND_LABELS = {"manual": "人工派单", "return": "退回", "transfer": "改派"}
-_LABELLED = registry.LABELLED
+_LABELLED = training.LABELLED
 
 
 def _read(row: DispatchFeedback, used: set[int], latest: dict[int, int]) -> FeedbackRead:
@@ -62,7 +62,7 @@ def _context(session: Session, rows: list[DispatchFeedback]) -> tuple[set[int], 
     appeal_ids = {r.appeal_id for r in rows}
     used = set(
         session.scalars(
-            select(DispatchFeedback.id).where(DispatchFeedback.id.in_(ids), registry.usable_feedback())
+            select(DispatchFeedback.id).where(DispatchFeedback.id.in_(ids), training.usable_feedback())
         )
     )
     latest = dict(
@@ -81,7 +81,7 @@ def _context(session: Session, rows: list[DispatchFeedback]) -> tuple[set[int], 
 
 def _score(session: Session, items: list[FeedbackRead], data_dir: Path | None) -> str | None:
     """Fill in the active model's reading of each item; the model's version, or None when there is none."""
-    loaded = registry.active_model(session=session, data_dir=data_dir)
+    loaded = model_cache.active_model(session=session, data_dir=data_dir)
     if loaded is None or not items:
         return loaded[1] if loaded is not None else None
     model, version = loaded
@@ -115,7 +115,7 @@ def review(
         "excluded": session.scalar(select(func.count()).select_from(excluded.subquery())) or 0,
     }
     # the doubtful ones among the corrections training would use: scored newest first, up to CONFLICT_SCAN
-    scanned = list(session.scalars(kept.where(registry.usable_feedback()).limit(CONFLICT_SCAN)))
+    scanned = list(session.scalars(kept.where(training.usable_feedback()).limit(CONFLICT_SCAN)))
     used, latest = _context(session, scanned)
     candidates = [_read(r, used, latest) for r in scanned]
     version = _score(session, candidates, data_dir)

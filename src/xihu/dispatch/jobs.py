@@ -7,20 +7,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from xihu.core.config import get_settings
 from xihu.core.jobs import periodic
 from xihu.core.longjobs import LongJobKind
-from xihu.dispatch import registry
+from xihu.dispatch import retraining_runs
 from xihu.dispatch.models import TrainingJob
 
 
 def _train(factory: sessionmaker[Session], job_id: int) -> None:
-    registry.run_training_job(factory, job_id, get_settings().data_dir)
+    retraining_runs.run_training_job(factory, job_id, get_settings().data_dir)
 
 
 TRAINING = LongJobKind(
     "dispatch.training",
     TrainingJob,
     _train,
-    registry.give_up_training_job,
-    max_attempts=registry.JOB_MAX_ATTEMPTS,
+    retraining_runs.give_up_training_job,
+    max_attempts=retraining_runs.JOB_MAX_ATTEMPTS,
 )
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from xihu.core.errors import DomainError
 from xihu.core.security import Actor
-from xihu.dispatch import registry
+from xihu.dispatch import registry, retraining_runs, training
 from xihu.dispatch.api import queue_retrain
 from xihu.web.deps import get_actor, get_session, verify_csrf_form
 from xihu.web.pages import error_text, staff_or_redirect
@@ -35,10 +35,10 @@ def _models_page(
         versions=versions,
         active=active,
         rollback_to=registry.rollback_target(session=session, actor=actor),
-        new_feedback=registry.feedback_not_in_active(session=session, actor=actor),
+        new_feedback=training.feedback_not_in_active(session=session, actor=actor),
         error=error,
         done=request.query_params.get("done", ""),
-        job=registry.latest_training_job(session=session, actor=actor),
+        job=retraining_runs.latest_training_job(session=session, actor=actor),
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from xihu.core import clock
 from xihu.core.db import memo, remember
 from xihu.dispatch import feedback as _feedback  # noqa: F401 - subscribes to staff corrections
-from xihu.dispatch import location, registry, responsibility, rules
+from xihu.dispatch import location, model_cache, responsibility, rules
 from xihu.dispatch.models import DispatchDecision
 from xihu.dispatch.schemas import Candidate, RoutingInput, Suggestion
 from xihu.places import service as places_service
@@ -28,7 +28,7 @@ def _category_scores(
     session: Session, text: str, hint: str | None
 ) -> tuple[list[tuple[str, float, list[str]]], float, str]:
     """(category, probability, reasons) best first, the auto threshold, and the model version used."""
-    active = registry.active_model(session=session)
+    active = model_cache.active_model(session=session)
     if active is not None:
         model, version = active
         probs = memo(session, _scored(version, text), lambda: model.predict_proba([text])[0])
@@ -67,7 +67,7 @@ def score_ahead(*, session: Session, texts: Sequence[str]) -> None:
 
     A worker routes a batch appeal by appeal; one matrix for all of them saves the model's per-call work.
     """
-    active = registry.active_model(session=session)
+    active = model_cache.active_model(session=session)
     if active is None or not texts:
         return
     model, version = active

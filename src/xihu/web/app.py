@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from xihu.analysis import rollup
-        from xihu.dispatch import registry
+        from xihu.dispatch import model_cache
 
         loop = None
 
@@ -163,7 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # (1.1 s) are loaded at start, not inside the first citizen's submission, which took 2.4 s without.
         def warm() -> None:
             rollup.warm()
-            registry.warm(factory, settings.data_dir)
+            model_cache.warm(factory, settings.data_dir)
 
         threading.Thread(target=warm, name="xihu-warm", daemon=True).start()
         if settings.run_sweeper_in_process:
