@@ -8,9 +8,10 @@ import pytest
 
 import factories
 from conftest import login
+from xihu.appeals import pages as appeal_pages
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel
-from xihu.appeals.schemas import AppealCreate
+from xihu.appeals.schemas import AppealCreate, DispatchIn
 from xihu.core.audit import AuditEntry
 from xihu.core.db import batch_memo
 from xihu.core.security import Actor
@@ -93,6 +94,64 @@ def test_the_queue_offers_other_suggestions_and_dispatches_to_one(client, sessio
     session.expire_all()
     after = appeal_service.read(session=session, actor=ADMIN, appeal_id=submitted.id)
     assert (after.state, after.lead_unit_id) == ("dispatched", second["unit_id"])
+
+
+def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
+    client, session, model, make_user, actor_of, monkeypatch
+) -> None:
+    submitted = _held_back(session)
+    candidates = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
+    first = candidates[0]
+    # the demo model is sure of this text: let its next guess, however small, count as likely enough
+    monkeypatch.setattr(appeal_pages, "PROMOTE_AFTER_RETURN", candidates[1]["confidence"])
+    appeal_service.dispatch(
+        session=session,
+        actor=actor_of("dispatcher"),
+        appeal_id=submitted.id,
+        data=DispatchIn(unit_id=first["unit_id"], category=first["category"]),
+    )
+    code = places_service.get_unit(session=session, unit_id=first["unit_id"]).code
+    appeal_service.return_to_dispatcher(
+        session=session, actor=actor_of("handler", code), appeal_id=submitted.id, reason="不归我们管"
+    )
+    session.commit()
+    login(client, make_user("dispatcher").username)
+    page = client.get("/staff/dispatch").text
+    card = page[page.index(submitted.tracking_code) :]
+    card = card[: card.index("</article>")]
+    offered = re.findall(r'name="unit_id" value="(\d+)"', card)
+    # the router's next guess is the one-click choice; the returning unit is still there, last and marked
+    assert offered == [str(c["unit_id"]) for c in candidates[1:3]] + [str(first["unit_id"])]
+    returned_button = card[card.rindex(f'value="{first["unit_id"]}"') :]
+    assert "已退回" in returned_button and "已退回" not in card[: card.rindex(f'value="{first["unit_id"]}"')]
+
+
+def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
+    client, session, model, make_user, actor_of, monkeypatch
+) -> None:
+    submitted = _held_back(session)
+    decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
+    assert decision is not None
+    first = decision.candidates[0]
+    # the router's next guess falls just short of what counts as likely enough after a return
+    monkeypatch.setattr(appeal_pages, "PROMOTE_AFTER_RETURN", decision.candidates[1].confidence + 1e-9)
+    appeal_service.dispatch(
+        session=session,
+        actor=actor_of("dispatcher"),
+        appeal_id=submitted.id,
+        data=DispatchIn(unit_id=first.unit_id, category=first.category),
+    )
+    code = places_service.get_unit(session=session, unit_id=first.unit_id).code
+    appeal_service.return_to_dispatcher(
+        session=session, actor=actor_of("handler", code), appeal_id=submitted.id, reason="不归我们管"
+    )
+    session.commit()
+    login(client, make_user("dispatcher").username)
+    page = client.get("/staff/dispatch").text
+    card = page[page.index(submitted.tracking_code) :]
+    card = card[: card.index("</article>")]
+    assert 'data-testid="dispatch-top"' not in card and 'data-testid="no-sure-suggestion"' in card
+    assert len(re.findall(r'name="unit_id" value="(\d+)"', card)) == len(decision.candidates)
 
 
 def test_remapping_a_category_changes_the_unit_without_retraining(session, model) -> None:

@@ -522,6 +522,11 @@ def act(
     return RedirectResponse(target, status_code=303)
 
 
+# after a return, the router's next guess is offered as the one-click choice only when it is this likely: a
+# long-shot guess in the big button would be taken for advice
+PROMOTE_AFTER_RETURN = 0.1
+
+
 @router.get("/staff/dispatch")
 def dispatch_queue(
     request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
@@ -531,10 +536,28 @@ def dispatch_queue(
     if redirect is not None:
         return redirect
     result = appeal_service.search(session=session, actor=actor, states=[State.submitted], size=50)
+    returns = appeal_service.returns_of(
+        session=session, actor=actor, appeal_ids=[item.id for item in result.items]
+    )
     rows = []
     for item in result.items:
         sugg = appeal_service.suggestions_for(session=session, actor=actor, appeal_id=item.id)
-        rows.append({"appeal": item, "top": sugg[0] if sugg else None, "others": sugg[1:]})
+        returned_by = {r.unit_id for r in returns.get(item.id, [])}
+        for candidate in sugg:
+            candidate["returned"] = candidate["unit_id"] in returned_by
+        # the router's guess was made before the return: a unit that sent the appeal back is not offered as
+        # the one-click choice again (it stays listed, marked, for when the return itself was wrong)
+        sugg.sort(key=lambda c: c["returned"])
+        long_shot = bool(returned_by) and bool(sugg) and sugg[0]["confidence"] < PROMOTE_AFTER_RETURN
+        top = sugg[0] if sugg and not sugg[0]["returned"] and not long_shot else None
+        rows.append(
+            {
+                "appeal": item,
+                "top": top,
+                "others": sugg[1:] if top else sugg,
+                "returns": returns.get(item.id, []),
+            }
+        )
     return render(request, "appeals/dispatch.html", actor=actor, rows=rows, total=result.total)
 
 

@@ -715,7 +715,7 @@ def return_to_dispatcher(*, session: Session, actor: Actor, appeal_id: int, reas
         raise Invalid("请填写退回原因", english="a reason is required to return an appeal")
     unit_id = appeal.lead_unit_id
     _transition(
-        session, appeal, Action.return_, actor, f"退回派单员：{reason}", reason=reason, unit_id=unit_id
+        session, appeal, Action.return_, actor, f"{RETURN_PREFIX}{reason}", reason=reason, unit_id=unit_id
     )
     sla.cancel_all(session=session, appeal_id=appeal.id)
     _cancel_extensions(session, appeal.id)
@@ -1353,6 +1353,35 @@ def suggestions_for(*, session: Session, actor: Actor, appeal_id: int) -> list[d
     _load(session, actor, appeal_id, lock=False)
     decision = dispatch_service.latest_decision(session=session, appeal_id=appeal_id)
     return [c.model_dump() for c in decision.candidates] if decision else []
+
+
+RETURN_PREFIX = "退回派单员："  # how `return_to_dispatcher` words its timeline step
+
+
+class ReturnNote(NamedTuple):
+    """A unit that returned an appeal to the dispatcher, and its reason."""
+
+    unit_id: int | None
+    unit_name: str
+    reason: str
+
+
+def returns_of(*, session: Session, actor: Actor, appeal_ids: list[int]) -> dict[int, list[ReturnNote]]:
+    """Who returned each appeal and why, oldest first: the dispatcher should not send it back blindly."""
+    authorize(actor, "appeal.read")
+    if not appeal_ids:
+        return {}
+    rows = session.execute(
+        select(AppealEvent.appeal_id, AppealEvent.unit_id, AppealEvent.message)
+        .where(AppealEvent.appeal_id.in_(appeal_ids), AppealEvent.action == Action.return_.value)
+        .order_by(AppealEvent.appeal_id, AppealEvent.id)
+    ).all()
+    names = places_service.unit_names(session=session, unit_ids={u for _, u, _ in rows if u})
+    out: dict[int, list[ReturnNote]] = {}
+    for appeal_id, unit_id, message in rows:
+        note = ReturnNote(unit_id, names.get(unit_id or 0, "承办单位"), message.removeprefix(RETURN_PREFIX))
+        out.setdefault(appeal_id, []).append(note)
+    return out
 
 
 def counts_by_state(*, session: Session, since: datetime | None = None) -> dict[str, int]:
