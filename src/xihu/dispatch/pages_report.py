@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
@@ -27,6 +29,70 @@ def quality(
     return appeal_service.dispatch_quality(session=session, actor=actor, weeks=weeks)
 
 
+@dataclass
+class Tally:
+    """Counts behind 首派准确率 and 回退率 for one unit, one week or both."""
+
+    first: int = 0
+    correct: int = 0
+    auto: int = 0
+    dispatched: int = 0
+    returned: int = 0
+
+    def add(self, row: DispatchQualityRow) -> None:
+        """Count one unit-week row in."""
+        self.first += row.first_dispatched
+        self.correct += row.first_correct
+        self.auto += row.first_auto
+        self.dispatched += row.dispatched
+        self.returned += row.returned
+
+    @property
+    def accuracy(self) -> float | None:
+        """首派准确率, None when nothing was first dispatched."""
+        return self.correct / self.first if self.first else None
+
+    @property
+    def return_rate(self) -> float | None:
+        """回退率, None when nothing was dispatched."""
+        return self.returned / self.dispatched if self.dispatched else None
+
+
+@dataclass
+class UnitLine:
+    """One unit across the report's weeks."""
+
+    unit_name: str
+    total: Tally = field(default_factory=Tally)
+    by_week: dict[str, Tally] = field(default_factory=dict)
+
+
+def by_week(rows: list[DispatchQualityRow]) -> list[tuple[str, Tally]]:
+    """District totals per ISO week, newest first."""
+    weeks: dict[str, Tally] = {}
+    for r in rows:
+        weeks.setdefault(r.week, Tally()).add(r)
+    return sorted(weeks.items(), reverse=True)
+
+
+def by_unit(rows: list[DispatchQualityRow]) -> list[UnitLine]:
+    """One line per unit with its weeks; the units that returned most (then the least accurate) first.
+
+    Leaders look for the units that bounce appeals: those come first, not an alphabetical list.
+    """
+    units: dict[int, UnitLine] = {}
+    for r in rows:
+        line = units.setdefault(r.unit_id, UnitLine(r.unit_name))
+        line.total.add(r)
+        line.by_week.setdefault(r.week, Tally()).add(r)
+
+    def worst_first(line: UnitLine) -> tuple[int, float, str]:
+        accuracy = line.total.accuracy
+        return (-line.total.returned, 1.0 if accuracy is None else accuracy, line.unit_name)
+
+    return sorted(units.values(), key=worst_first)
+
+
 @router.get("/staff/dispatch/report")
 def report(
     request: Request,
@@ -34,26 +100,18 @@ def report(
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> Response:
-    """The report page: totals per week and the units with the most returns."""
+    """The report page: totals per week, then every unit across the weeks, those that return most first."""
     redirect = staff_or_redirect(request, actor, "dispatch.report")
     if redirect is not None:
         return redirect
     rows = appeal_service.dispatch_quality(session=session, actor=actor, weeks=weeks)
-    weeks_total: dict[str, dict[str, int]] = {}
-    for r in rows:
-        t = weeks_total.setdefault(
-            r.week, {"first": 0, "correct": 0, "auto": 0, "dispatched": 0, "returned": 0}
-        )
-        t["first"] += r.first_dispatched
-        t["correct"] += r.first_correct
-        t["auto"] += r.first_auto
-        t["dispatched"] += r.dispatched
-        t["returned"] += r.returned
+    totals = by_week(rows)
     return render(
         request,
         "dispatch/report.html",
         actor=actor,
-        rows=rows,
         weeks=weeks,
-        totals=sorted(weeks_total.items(), reverse=True),
+        totals=totals,
+        week_names=[week for week, _ in reversed(totals)],  # left to right, oldest to newest
+        units=by_unit(rows),
     )
