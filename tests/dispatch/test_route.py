@@ -124,6 +124,11 @@ def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
     assert offered == [str(c["unit_id"]) for c in candidates[1:3]] + [str(first["unit_id"])]
     returned_button = card[card.rindex(f'value="{first["unit_id"]}"') :]
     assert "已退回" in returned_button and "已退回" not in card[: card.rindex(f'value="{first["unit_id"]}"')]
+    # the appeal's own page preselects the next guess too, and marks the returning unit in its list
+    detail = client.get(f"/staff/appeals/{submitted.id}").text
+    assert re.findall(r'<option value="(\d+)" selected>', detail) == [str(candidates[1]["unit_id"])]
+    listed = detail[detail.index("智能派单建议") :]
+    assert listed.index(candidates[1]["unit_name"]) < listed.index("已退回")
 
 
 def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(

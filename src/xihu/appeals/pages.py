@@ -386,7 +386,11 @@ def _detail_page(
     values: dict[str, str] | None = None,
 ) -> Response:
     appeal = appeal_service.read(session=session, actor=actor, appeal_id=appeal_id)
-    suggestions = appeal_service.suggestions_for(session=session, actor=actor, appeal_id=appeal_id)
+    returns = appeal_service.returns_of(session=session, actor=actor, appeal_ids=[appeal_id])
+    suggested, suggestions = _after_returns(
+        appeal_service.suggestions_for(session=session, actor=actor, appeal_id=appeal_id),
+        returns.get(appeal_id, []),
+    )
     similar = duplicates.similar_to_appeal(session=session, actor=actor, appeal_id=appeal_id)
     actions = [a for a in appeal.allowed_actions if f"appeal.{a}" in actor.permissions]
     if actor.unit_scoped and actor.unit_id != appeal.lead_unit_id:
@@ -404,6 +408,7 @@ def _detail_page(
         actor=actor,
         appeal=appeal,
         suggestions=suggestions,
+        suggested=suggested,
         similar=similar,
         actions=actions,
         due=_due(appeal.next_due_at, now),
@@ -527,6 +532,25 @@ def act(
 PROMOTE_AFTER_RETURN = 0.1
 
 
+def _after_returns(
+    suggestions: list[dict[str, Any]], returns: list[appeal_service.ReturnNote]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The router's candidates, units that returned the appeal marked and moved last; and the one to offer.
+
+    The router guessed before the return: a unit that sent the appeal back is not offered again as the
+    suggestion (it stays listed, marked, for when the return itself was wrong).
+    """
+    returned_by = {r.unit_id for r in returns}
+    for candidate in suggestions:
+        candidate["returned"] = candidate["unit_id"] in returned_by
+    ordered = sorted(suggestions, key=lambda c: c["returned"])
+    if not ordered or ordered[0]["returned"]:
+        return None, ordered
+    if returned_by and ordered[0]["confidence"] < PROMOTE_AFTER_RETURN:
+        return None, ordered
+    return ordered[0], ordered
+
+
 @router.get("/staff/dispatch")
 def dispatch_queue(
     request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
@@ -542,14 +566,7 @@ def dispatch_queue(
     rows = []
     for item in result.items:
         sugg = appeal_service.suggestions_for(session=session, actor=actor, appeal_id=item.id)
-        returned_by = {r.unit_id for r in returns.get(item.id, [])}
-        for candidate in sugg:
-            candidate["returned"] = candidate["unit_id"] in returned_by
-        # the router's guess was made before the return: a unit that sent the appeal back is not offered as
-        # the one-click choice again (it stays listed, marked, for when the return itself was wrong)
-        sugg.sort(key=lambda c: c["returned"])
-        long_shot = bool(returned_by) and bool(sugg) and sugg[0]["confidence"] < PROMOTE_AFTER_RETURN
-        top = sugg[0] if sugg and not sugg[0]["returned"] and not long_shot else None
+        top, sugg = _after_returns(sugg, returns.get(item.id, []))
         rows.append(
             {
                 "appeal": item,
