@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from xihu.core.events import subscribe
 from xihu.dispatch.models import DispatchDecision, DispatchFeedback
+from xihu.places import service as places_service
 
 
 def _predicted(session: Session, appeal_id: int) -> DispatchDecision | None:
@@ -18,6 +19,11 @@ def _predicted(session: Session, appeal_id: int) -> DispatchDecision | None:
         .order_by(DispatchDecision.id.desc())
         .limit(1)
     )
+
+
+def _unit_name(session: Session, unit_id: int | None) -> str:
+    names = places_service.unit_names(session=session, unit_ids={unit_id} if unit_id else set())
+    return names.get(unit_id or 0, "承办单位")
 
 
 def _record(
@@ -74,7 +80,7 @@ def on_return(
         text=text,
         category=None,
         unit_id=None,
-        reason=f"退回单位 {unit_id}：{reason}",
+        reason=f"{_unit_name(session, unit_id)}退回：{reason}",
     )
 
 
