@@ -219,7 +219,17 @@ def _handler_for(session: Session, unit_id: int) -> Actor:
     return Actor.system("承办单位")
 
 
-def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, places: list[int]) -> None:
+GOLDEN = (5**0.5 - 1) / 2
+
+
+def _stays_open(target: float) -> bool:
+    """Whether `_one_appeal` leaves an appeal with this target open: in the queue or with a unit."""
+    return target < 0.08 or 0.1 <= target < 0.42
+
+
+def _one_appeal(
+    factory: sessionmaker[Session], rng: random.Random, i: int, places: list[int], target: float
+) -> None:
     category, title, text = rng.choice(TEMPLATES)
     with unit_of_work(factory) as session:
         place = places_service.get_place(session=session, place_id=rng.choice(places))
@@ -249,7 +259,7 @@ def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, plac
         )
         if not result.created:
             return
-        appeal_id, target = result.id, rng.random()
+        appeal_id = result.id
     with unit_of_work(factory) as s:
         dispatcher = _actor(s, "dispatcher")
 
@@ -325,10 +335,9 @@ def _one_appeal(factory: sessionmaker[Session], rng: random.Random, i: int, plac
     if target < 0.27:
         return
     if target < 0.3:
-        # a unit hands on what is another's: to a unit the router also thought likely (a mixed appeal)
-        alternatives = [
-            c for c in suggestions if c["unit_id"] != appeal.lead_unit_id and c["confidence"] >= 0.1
-        ]
+        # a unit hands on what is another's: to a unit the router also named (a mixed appeal). Transfers carry
+        # no category, so they teach the model nothing wrong; they show in the timeline and the 回退率 report
+        alternatives = [c for c in suggestions if c["unit_id"] != appeal.lead_unit_id]
         if alternatives:
             to = alternatives[0]
             step(
@@ -399,13 +408,23 @@ def load_demo(factory: sessionmaker[Session], n_appeals: int = 400, seed: int = 
         model = training.ensure_demo_model(session=session, data_dir=get_settings().data_dir)
     rng = random.Random(seed)
     real_now = clock.now()
+    plan = []
+    for i in range(n_appeals):
+        created_at = real_now - timedelta(
+            days=28 * (1 - i / max(n_appeals, 1)) ** 1.3, minutes=rng.uniform(0, 600)
+        )
+        # a low-discrepancy sequence rather than random draws: every scenario band of `_one_appeal` gets its
+        # share even in a small demo (tests load 80 appeals and expect returns, transfers and merges)
+        target = (0.5 + i * GOLDEN) % 1.0
+        # a district finishes most appeals within days: those still open are mostly from the last day, only a
+        # few old ones are really late (else nearly every open appeal is overdue and auto-supervised)
+        if _stays_open(target) and rng.random() < 0.85:
+            created_at = real_now - timedelta(hours=rng.uniform(0.5, 20))
+        plan.append((created_at, i, target))
     try:
-        for i in range(n_appeals):
-            created_at = real_now - timedelta(
-                days=28 * (1 - i / max(n_appeals, 1)) ** 1.3, minutes=rng.uniform(0, 600)
-            )
+        for created_at, i, target in sorted(plan):
             clock.freeze(created_at)
-            _one_appeal(factory, rng, i, places)
+            _one_appeal(factory, rng, i, places, target)
     finally:
         clock.reset()
     appeal_jobs.sweep_deadlines(factory, "demo-loader")
