@@ -121,6 +121,22 @@ def test_unknown_qr_code_is_404(client: TestClient) -> None:
     assert "二维码无效" in resp.text
 
 
+def test_no_such_page_or_method_answers_in_chinese(client: TestClient) -> None:
+    page = client.get("/staff/no-such-page", headers={"accept": "text/html"})
+    assert page.status_code == 404 and "页面或资源不存在" in page.text and "<html" in page.text
+    api = client.get("/api/no-such-thing")
+    assert api.status_code == 404
+    assert api.json()["error"] == {
+        "code": "not_found",
+        "message": "您访问的页面或资源不存在，请检查网址",
+        "message_en": "Not Found",
+        "detail": None,
+    }
+    wrong = client.delete("/api/auth/login")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in wrong.headers["allow"]
+
+
 def test_tracking_page_masks_the_phone(client: TestClient, session: Session) -> None:
     appeal = factories.submitted(session, citizen_phone="13812345678", citizen_name="张三丰")
     session.commit()

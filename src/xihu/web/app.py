@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xihu.core import crypto, security
 from xihu.core.config import Settings, get_settings
@@ -91,6 +92,12 @@ def _disk_full(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+HTTP_MESSAGES = {
+    404: ("not_found", "您访问的页面或资源不存在，请检查网址"),
+    405: ("method_not_allowed", "不支持此请求方式"),
+}
 
 
 def _wants_json(request: Request) -> bool:
@@ -203,6 +210,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         return _error_response(request, exc.status_code, exc.code, exc.message, exc.english, exc.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # the framework's own errors (no such page, wrong method) in the same Chinese shape as ours
+        code, message = HTTP_MESSAGES.get(exc.status_code, ("http_error", "请求无法处理"))
+        response = _error_response(request, exc.status_code, code, message, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
