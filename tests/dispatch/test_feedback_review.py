@@ -160,6 +160,34 @@ def test_the_active_model_flags_labels_it_confidently_disputes(
         feedback_review.review(session=session, actor=ADMIN, view="nonsense")
 
 
+def test_a_newly_activated_model_reads_the_corrections_afresh(
+    session: Session,
+    model: None,
+    make_user: Callable[..., User],
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    dispatcher = make_user(Role.dispatcher).to_actor()
+    (row,) = _labels(session, _dispatched(session, dispatcher, f"{BUS_TITLE}。{BUS_TEXT}", WRONG))
+    before = feedback_review.review(
+        session=session, actor=ADMIN, view="conflicts", data_dir=settings.data_dir
+    )
+    assert [i.id for i in before.items] == [row.id]
+    assert (
+        feedback_review.review(session=session, actor=ADMIN, data_dir=settings.data_dir).counts["conflicts"]
+        == 1
+    )
+    # a version taught that such appeals are 教育文体 agrees with the label: the remembered reading of the
+    # version before must not be shown for it
+    relabelled = [(text, WRONG if label == BUS else label) for text, label in training.demo_rows()]
+    newer = training.train_version(
+        session=session, actor=ADMIN, rows=relabelled, data_dir=settings.data_dir, activate=True
+    )
+    session.flush()
+    after = feedback_review.review(session=session, actor=ADMIN, data_dir=settings.data_dir)
+    assert after.model_version == newer.version and after.counts["conflicts"] == 0
+    assert [(i.id, i.model_category) for i in after.items] == [(row.id, WRONG)]
+
+
 def test_corrections_not_yet_learnt_leave_out_the_excluded(
     session: Session,
     model: None,

@@ -85,12 +85,29 @@ def _score(session: Session, items: list[FeedbackRead], data_dir: Path | None) -
     if loaded is None or not items:
         return loaded[1] if loaded is not None else None
     model, version = loaded
-    for item, (label, probability, confident) in zip(
-        items, model.predict([i.text for i in items]), strict=True
-    ):
+    known = _readings_of((version, id(model)))
+    todo = [i for i in items if i.id not in known]
+    if todo:
+        known.update(zip([i.id for i in todo], model.predict([i.text for i in todo]), strict=True))
+    for item in items:
+        label, probability, confident = known[item.id]
         item.model_category, item.model_probability = label, round(probability, 4)
         item.conflicts = confident and label != item.category
     return version
+
+
+# The model's reading of a correction never changes (its text is stored once; a model version is fixed), and
+# every view scans up to CONFLICT_SCAN of them: read once per loaded model, a view costs its queries alone
+_READINGS: dict[tuple[str, int], dict[int, tuple[str, float, bool]]] = {}
+
+
+def _readings_of(model_key: tuple[str, int]) -> dict[int, tuple[str, float, bool]]:
+    """The remembered readings of the loaded model `(version, id(model))`; a new model starts afresh."""
+    known = _READINGS.get(model_key)
+    if known is None or len(known) > 4 * CONFLICT_SCAN:
+        _READINGS.clear()
+        known = _READINGS.setdefault(model_key, {})
+    return known
 
 
 def review(
