@@ -220,6 +220,11 @@ def _handler_for(session: Session, unit_id: int) -> Actor:
 
 
 GOLDEN = (5**0.5 - 1) / 2
+# The first appeals play what every demo must show, however small (the browser tests load 20): one left in
+# the dispatch queue, one returned and hastily re-dispatched under the wrong category (for 纠错反馈核对 to
+# catch), one transferred. The rest follow the sequence.
+HASTY_RETURN = 0.18
+SHOWCASE = (0.04, HASTY_RETURN, 0.285)
 
 
 def _stays_open(target: float) -> bool:
@@ -321,7 +326,8 @@ def _one_appeal(
         # wrong label on a text the model reads confidently: what 纠错反馈核对 is there to catch before a
         # retrain learns it.
         second = next((c for c in suggestions[1:] if c["category"] != category), None)
-        if second is not None and not held_back and rng.random() < 0.4:
+        hasty = target == HASTY_RETURN or rng.random() < 0.4
+        if second is not None and not held_back and hasty:
             step(
                 appeal_service.dispatch,
                 rng.uniform(1, 10),
@@ -415,7 +421,7 @@ def load_demo(factory: sessionmaker[Session], n_appeals: int = 400, seed: int = 
         )
         # a low-discrepancy sequence rather than random draws: every scenario band of `_one_appeal` gets its
         # share even in a small demo (tests load 80 appeals and expect returns, transfers and merges)
-        target = (0.5 + i * GOLDEN) % 1.0
+        target = SHOWCASE[i] if i < len(SHOWCASE) else (0.5 + i * GOLDEN) % 1.0
         # a district finishes most appeals within days: those still open are mostly from the last day, only a
         # few old ones are really late (else nearly every open appeal is overdue and auto-supervised)
         if _stays_open(target) and rng.random() < 0.85:
