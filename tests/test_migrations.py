@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select
@@ -106,3 +108,46 @@ def test_long_job_upgrade_fails_old_retraining_runs_and_leaves_recent_ones_to_re
         "finished-60": "finished",
     }
     assert attempts == [0]
+
+
+def test_import_errors_move_to_rows_of_their_own_and_back(tmp_path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from xihu.core.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'imports.db'}"
+    command.upgrade(alembic_config(url), "c9d0c0de0018")
+    engine = create_engine(url)
+    listed = '[{"row": 3, "error": "街道「火星街道」不存在"}, {"row": null, "error": "导入中断：磁盘错误"}]'
+    with engine.begin() as conn:
+        for name, errors in (("a.csv", listed), ("b.csv", "[]")):
+            conn.execute(
+                text(
+                    "INSERT INTO import_jobs (filename, status, total, processed, created_count,"
+                    " skipped_count, errors, created_at, claimed_by, attempts)"
+                    " VALUES (:f, 'finished', 5, 5, 3, 0, :e, '2026-12-01 00:00:00.000000', '', 1)"
+                ),
+                {"f": name, "e": errors},
+            )
+    upgrade(url)
+    with engine.connect() as conn:
+        moved = conn.execute(
+            text(
+                "SELECT j.filename, e.row, e.ref, e.error FROM import_row_errors e"
+                " JOIN import_jobs j ON j.id = e.job_id ORDER BY e.id"
+            )
+        ).all()
+        assert "errors" not in {c["name"] for c in inspect(conn).get_columns("import_jobs")}
+    assert [tuple(r) for r in moved] == [
+        ("a.csv", 3, "", "街道「火星街道」不存在"),
+        ("a.csv", None, "", "导入中断：磁盘错误"),
+    ]
+    command.downgrade(alembic_config(url), "c9d0c0de0018")
+    with engine.connect() as conn:
+        back = dict(conn.execute(text("SELECT filename, errors FROM import_jobs")).all())
+    engine.dispose()
+    assert {name: json.loads(errors) for name, errors in back.items()} == {
+        "a.csv": json.loads(listed),
+        "b.csv": [],
+    }

@@ -117,6 +117,7 @@ def _assert_bad_rows(errors: list[dict]) -> None:
     assert "诉求内容" in short and "至少 5 个字" in short  # description too short, in Chinese
     assert "电话号码格式不正确" in short  # and the phone "12" is refused in the same row
     assert street == "街道「火星街道」不存在"
+    assert [e["ref"].split("-")[-1] for e in errors] == ["002", "004"]  # and each row's 工单编号
 
 
 def test_csv_import_creates_good_rows_and_reports_bad_ones(client, login_as, session) -> None:
@@ -298,3 +299,50 @@ def test_an_upload_wakes_the_web_processs_background_loop(client, login_as, monk
     assert resp.status_code == 202 and loop.woken == 1  # the round starts now, not up to 10 s later
     refused = client.post("/api/imports", files={"file": ("empty.csv", b"", "text/csv")})
     assert refused.status_code == 422 and loop.woken == 1
+
+
+def test_a_street_named_by_its_office_or_by_its_short_name_is_found(
+    client, login_as, session, unit_id
+) -> None:
+    login_as("intake")
+    text = "小区门口垃圾桶已经两天没有清运，气味很大"
+    names = {"OFF-1": "西溪街道办事处", "OFF-2": "西溪街道办", "OFF-3": "三墩镇人民政府", "OFF-4": "蒋村"}
+    data = "\n".join(["工单编号,诉求内容,街道", *(f"{ref},{text},{name}" for ref, name in names.items())])
+    resp = _upload(client, "offices.csv", data.encode())
+    body = client.get(f"/api/imports/{resp.json()['id']}").json()
+    assert (body["created_count"], body["error_count"], body["errors"]) == (4, 0, [])
+    session.expire_all()
+    streets = dict(
+        session.execute(
+            select(Appeal.external_id, Appeal.street_id).where(Appeal.external_id.like("OFF-%"))
+        ).all()
+    )
+    xixi, sandun, jiangcun = unit_id("330106004"), unit_id("330106109"), unit_id("330106011")
+    assert streets == {"OFF-1": xixi, "OFF-2": xixi, "OFF-3": sandun, "OFF-4": jiangcun}
+
+
+def test_many_failed_rows_list_the_first_hundred_and_every_one_downloads(client, login_as, session) -> None:
+    login_as("intake")
+    text = "小区门口垃圾桶已经两天没有清运，气味很大"
+    lines = ["工单编号,诉求内容,街道"] + [
+        f"MANY-{i:03d},{text},{'火星街道' if i % 13 else '西溪街道'}" for i in range(260)
+    ]
+    resp = _upload(client, "many.csv", "\n".join(lines).encode())
+    job_id = resp.json()["id"]
+    body = client.get(f"/api/imports/{job_id}").json()
+    assert (body["status"], body["created_count"], body["error_count"]) == ("finished", 20, 240)
+    assert len(body["errors"]) == 100 and body["errors"][0] == {
+        "row": 3,
+        "ref": "MANY-001",
+        "error": "街道「火星街道」不存在",
+    }
+    assert body["errors_csv"] == f"/api/imports/{job_id}/errors.csv"
+    download = client.get(body["errors_csv"])
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    assert download.content.startswith("\ufeff".encode())  # Excel reads the Chinese
+    table = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
+    assert table[0] == ["行号", "工单编号", "错误"] and len(table) == 241
+    assert [r[1] for r in table[1:]] == [f"MANY-{i:03d}" for i in range(260) if i % 13]
+    assert table[-1][0] == "261"  # MANY-259 is the file's line 261
+    login_as("handler")
+    assert client.get(body["errors_csv"]).status_code == 403

@@ -201,6 +201,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/imports/{job_id}"): Rule(
         "appeal.import", path=ABSENT, expect=_missing_for("appeal.import")
     ),
+    ("GET", "/api/imports/{job_id}/errors.csv"): Rule(
+        "appeal.import", path=ABSENT, expect=_missing_for("appeal.import")
+    ),
     ("GET", "/api/sla/policies"): Rule("sla.manage"),
     ("PUT", "/api/sla/policies"): Rule("sla.manage", build=_json(category="城乡建设", sign_minutes=5)),
     ("DELETE", "/api/sla/policies/{policy_id}"): Rule(

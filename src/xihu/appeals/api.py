@@ -378,6 +378,18 @@ async def start_import(
     return job
 
 
+@imports.get("/{job_id}/errors.csv")
+def import_errors_csv(
+    job_id: int, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> Response:
+    """Every failed row of an import, as CSV: line, 工单编号 and why."""
+    return Response(
+        importer.errors_csv(session=session, actor=actor, job_id=job_id),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="import-{job_id}-errors.csv"'},
+    )
+
+
 @imports.get("/{job_id}", response_model=ImportResult)
 def import_status(
     job_id: int, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 from pydantic import ValidationError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel, Priority
-from xihu.appeals.models import ImportJob
+from xihu.appeals.models import ImportJob, ImportRowError
 from xihu.appeals.schemas import AppealCreate, ImportResult
 from xihu.core import clock
 from xihu.core.errors import DomainError, Invalid, NotFound
@@ -24,6 +25,7 @@ from xihu.places import service as places_service
 
 log = logging.getLogger("xihu.import")
 MAX_ROWS = 50_000
+ERRORS_SHOWN = 100  # failed rows listed with the progress (polled every second); all are in errors.csv
 CHUNK = 50
 
 # Column names as 12345 exports write them (Chinese) and their English equivalents.
@@ -112,9 +114,7 @@ def create_job(*, session: Session, actor: Actor, filename: str, data: bytes, da
         raise Invalid(
             "缺少「诉求内容」列", english="missing description column", detail={"columns": list(rows[0])}
         )
-    job = ImportJob(
-        filename=filename[:200], status="queued", total=len(rows), created_by_id=actor.user_id, errors=[]
-    )
+    job = ImportJob(filename=filename[:200], status="queued", total=len(rows), created_by_id=actor.user_id)
     session.add(job)
     session.flush()
     folder = data_dir / "imports"
@@ -122,20 +122,42 @@ def create_job(*, session: Session, actor: Actor, filename: str, data: bytes, da
     (folder / f"{job.id}.bin").write_bytes(data)
     (folder / f"{job.id}.name").write_text(filename, encoding="utf-8")
     notify_workers(session)
-    return _read(job)
+    return _read(session, job)
 
 
-def _row_to_appeal(session: Session, row: dict[str, str], mapping: dict[str, str | None]) -> AppealCreate:
+# how exports name a street's office rather than the street: 西溪街道办事处, 西溪街道办, 三墩镇人民政府
+OFFICE_SUFFIXES = ("街道办事处", "街道办", "办事处", "人民政府")
+
+
+def _street_id(session: Session, name: str) -> int | None:
+    """The street (街道/镇) an export names, also by its office's name or without 街道/镇; None if unknown."""
+    tries = [name]
+    for suffix in OFFICE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            tries.append(name.removesuffix(suffix))
+    tries += [f"{base}{kind}" for base in list(tries) for kind in ("街道", "镇")]
+    for candidate in tries:
+        unit = places_service.get_unit_by_name(session=session, name=candidate)
+        if unit is not None and unit.kind == "street":
+            return unit.id
+    return None
+
+
+def _row_to_appeal(
+    session: Session, row: dict[str, str], mapping: dict[str, str | None], streets: dict[str, int | None]
+) -> AppealCreate:
     def get(field: str) -> str:
         col = mapping.get(field)
         return row.get(col, "") if col else ""
 
     street_id = None
     if get("street"):
-        unit = places_service.get_unit_by_name(session=session, name=get("street"))
-        if unit is None or unit.kind != "street":
+        name = get("street")
+        if name not in streets:  # an export names the same few streets over and over
+            streets[name] = _street_id(session, name)
+        street_id = streets[name]
+        if street_id is None:
             raise Invalid(f"街道「{get('street')}」不存在", english="unknown street")
-        street_id = unit.id
     priority = PRIORITY_WORDS.get(get("priority"), Priority.normal)
     return AppealCreate(
         description=get("description"),
@@ -181,7 +203,7 @@ def process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> None
             job = session.get(ImportJob, job_id)
             if job is not None:
                 job.status = "failed"
-                job.errors = [*(job.errors or []), {"row": None, "error": f"导入中断：{str(exc)[:200]}"}]
+                session.add(ImportRowError(job_id=job_id, row=None, error=f"导入中断：{str(exc)[:200]}"))
                 job.finished_at = clock.now()
                 session.commit()
 
@@ -199,8 +221,8 @@ def _process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> Non
         if job is None or job.status != "running":
             return
         start_at = job.processed
-        errors = list(job.errors or [])
         session.commit()
+    streets: dict[str, int | None] = {}
     for begin in range(start_at, len(rows), CHUNK):
         chunk = rows[begin : begin + CHUNK]
         with factory() as session:
@@ -209,20 +231,21 @@ def _process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> Non
                 line = int(row.get(LINE, begin + offset + 2))
                 try:
                     with session.begin_nested():
-                        appeal_in = _row_to_appeal(session, row, mapping)
+                        appeal_in = _row_to_appeal(session, row, mapping, streets)
                         result = appeal_service.submit(
                             session=session, actor=importer, appeal_in=appeal_in, channel=Channel.import_12345
                         )
                     created += result.created
                     skipped += not result.created
                 except (ValidationError, DomainError) as exc:
-                    errors.append({"row": line, "error": _describe(exc)})
+                    # stored with the chunk's progress: a resumed run neither loses nor repeats it
+                    ref = row.get(mapping["external_id"] or "", "")[:64]
+                    session.add(ImportRowError(job_id=job_id, row=line, ref=ref, error=_describe(exc)[:500]))
             job = session.get(ImportJob, job_id)
             assert job is not None
             job.processed = begin + len(chunk)
             job.created_count += created
             job.skipped_count += skipped
-            job.errors = list(errors)
             session.commit()
     with factory() as session:
         job = session.get(ImportJob, job_id)
@@ -236,16 +259,21 @@ def give_up(session: Session, job: ImportJob) -> None:
     """Mark a job failed whose runs ended with their process every time; the rows imported so far stay."""
     job.status = "failed"
     job.finished_at = clock.now()
-    job.errors = [
-        *(job.errors or []),
-        {
-            "row": None,
-            "error": f"导入进程 {job.attempts} 次中断，已停止重试；已导入的 {job.processed} 行保留",
-        },
-    ]
+    stopped = f"导入进程 {job.attempts} 次中断，已停止重试；已导入的 {job.processed} 行保留"
+    session.add(ImportRowError(job_id=job.id, row=None, error=stopped))
 
 
-def _read(job: ImportJob) -> ImportResult:
+def _read(session: Session, job: ImportJob) -> ImportResult:
+    session.flush()  # errors added in this transaction are counted
+    first = session.execute(
+        select(ImportRowError.row, ImportRowError.ref, ImportRowError.error)
+        .where(ImportRowError.job_id == job.id)
+        .order_by(ImportRowError.id)
+        .limit(ERRORS_SHOWN)
+    ).all()
+    count = len(first)
+    if count == ERRORS_SHOWN:
+        count = session.scalar(select(func.count()).where(ImportRowError.job_id == job.id)) or 0
     return ImportResult(
         id=job.id,
         filename=job.filename,
@@ -254,7 +282,9 @@ def _read(job: ImportJob) -> ImportResult:
         processed=job.processed,
         created_count=job.created_count,
         skipped_count=job.skipped_count,
-        errors=list(job.errors or []),
+        errors=[{"row": row, "ref": ref, "error": error} for row, ref, error in first],
+        error_count=count,
+        errors_csv=f"/api/imports/{job.id}/errors.csv" if count else "",
         hint={
             "lost": f"导入进程中断（服务重启或进程退出），后台进程将从第 {job.processed + 1} 条继续",
             "unclaimed": "仍在排队：请确认后台进程（xihu worker）在运行",
@@ -268,7 +298,25 @@ def status(*, session: Session, actor: Actor, job_id: int) -> ImportResult:
     job = session.get(ImportJob, job_id)
     if job is None:
         raise NotFound("导入任务不存在", english="import job not found")
-    return _read(job)
+    return _read(session, job)
+
+
+def errors_csv(*, session: Session, actor: Actor, job_id: int) -> bytes:
+    """Every failed row of an import as CSV (with a BOM, so Excel reads the Chinese), in file order."""
+    authorize(actor, "appeal.import")
+    if session.get(ImportJob, job_id) is None:
+        raise NotFound("导入任务不存在", english="import job not found")
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(["行号", "工单编号", "错误"])
+    rows = session.execute(
+        select(ImportRowError.row, ImportRowError.ref, ImportRowError.error)
+        .where(ImportRowError.job_id == job_id)
+        .order_by(ImportRowError.id)
+        .execution_options(yield_per=1000)
+    )
+    out.writerows(["" if row is None else row, ref, error] for row, ref, error in rows)
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
 def template_csv() -> bytes:

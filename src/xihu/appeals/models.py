@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from xihu.core import clock
@@ -212,10 +211,25 @@ class ImportJob(Base):
     processed: Mapped[int] = mapped_column(Integer, default=0)
     created_count: Mapped[int] = mapped_column(Integer, default=0)
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
-    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     claimed_by: Mapped[str] = mapped_column(String(64), default="")  # the worker running it
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # see core.longjobs
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ImportRowError(Base):
+    """Why a row of an import was not imported (row None: the job itself was interrupted).
+
+    Rows of their own, added chunk by chunk: a file whose every row fails (a misspelt street column, say)
+    would otherwise rewrite an ever longer list with each chunk.
+    """
+
+    __tablename__ = "import_row_errors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id"), index=True)
+    row: Mapped[int | None] = mapped_column(Integer, nullable=True)  # line in the file; the header is line 1
+    ref: Mapped[str] = mapped_column(String(64), default="")  # the row's 工单编号, when it has one
+    error: Mapped[str] = mapped_column(String(500))

@@ -284,7 +284,9 @@ class ImportResult(BaseModel):
     processed: int
     created_count: int
     skipped_count: int
-    errors: list[dict[str, object]]
+    errors: list[dict[str, object]]  # the first ERRORS_SHOWN failed rows: row, ref (工单编号), error
+    error_count: int = 0  # all failed rows
+    errors_csv: str = ""  # where to download all of them, when there are any
     hint: str = ""  # why an unfinished import is not moving (no worker running; its process died)
 
 

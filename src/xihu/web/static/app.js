@@ -86,19 +86,33 @@
     var label = { queued: "排队中", running: "导入中", finished: "已完成", failed: "失败" }[job.status] || job.status;
     document.getElementById("import-status").textContent =
       label + "：已处理 " + job.processed + " / " + job.total + " 行，新建 " + job.created_count +
-      " 件，跳过 " + job.skipped_count + " 件，错误 " + job.errors.length + " 行" +
+      " 件，跳过 " + job.skipped_count + " 件，错误 " + job.error_count + " 行" +
       (job.hint ? "。" + job.hint : "");
     var errBox = document.getElementById("import-errors");
     errBox.textContent = "";
+    if (job.errors_csv) {
+      // the progress lists the first rows only; the file has every one, to fix and import again
+      var more = document.createElement("p");
+      var link = document.createElement("a");
+      link.href = job.errors_csv;
+      link.textContent = "下载全部错误行（CSV，" + job.error_count + " 行）";
+      link.setAttribute("download", "");
+      link.setAttribute("data-testid", "import-errors-csv");
+      more.appendChild(link);
+      if (job.error_count > job.errors.length) {
+        more.appendChild(document.createTextNode("　下表仅列出前 " + job.errors.length + " 行"));
+      }
+      errBox.appendChild(more);
+    }
     if (job.errors.length) {
       var table = document.createElement("table");
       table.className = "table import-errors";
       var head = table.insertRow();
       ["行号", "错误"].forEach(function (t) { var th = document.createElement("th"); th.textContent = t; head.appendChild(th); });
-      job.errors.slice(0, 500).forEach(function (e) {
+      job.errors.forEach(function (e) {
         var tr = table.insertRow();
-        tr.insertCell().textContent = e.row !== undefined ? e.row : "";
-        tr.insertCell().textContent = e.message || e.error || JSON.stringify(e);
+        tr.insertCell().textContent = e.row !== undefined && e.row !== null ? e.row : "";
+        tr.insertCell().textContent = (e.ref ? e.ref + "：" : "") + (e.message || e.error || JSON.stringify(e));
       });
       errBox.appendChild(table);
     }
