@@ -257,6 +257,12 @@ def _cheap_password_hashing() -> Iterator[None]:
 
 
 @pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data directory of the test's own, for model files."""
+    return tmp_path / "data"
+
+
+@pytest.fixture
 def fresh_model_cache() -> Iterator[None]:
     """The dispatch model cache sees the database as it is: no cached model, no check interval."""
     from xihu.dispatch import model_cache

@@ -5,6 +5,7 @@ shared one, since test files run in parallel)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -116,3 +117,19 @@ def demo_server(prefix: str, appeals: int = 20, **settings: str) -> Iterator[dic
                 proc.kill()
                 proc.wait(timeout=10)
         drop_database()
+
+
+def staff_page(browser: Any, base: str, username: str) -> tuple[Any, list[str]]:
+    """A desktop page (zh-CN, Asia/Shanghai) logged in as a demo account, and the list of its JS errors."""
+    ctx = browser.new_context(
+        viewport={"width": 1366, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
+    )
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_url(re.compile(r".*/staff$"))
+    return page, errors

@@ -11,37 +11,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from xihu.core.security import Actor
-from xihu.dispatch import model_cache, registry, training
+from model_versions import SYSTEM, train_demo
+from xihu.dispatch import model_cache, registry
 from xihu.dispatch.classifier import CategoryModel
-from xihu.dispatch.schemas import ModelVersionRead
-
-SYSTEM = Actor.system("测试")
-
 
 # every test sees the database as it is: no cached model, no check interval
 pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-def _train(session: Session, data_dir: Path, *, activate: bool = True, note: str = "") -> ModelVersionRead:
-    return training.train_version(
-        session=session,
-        actor=SYSTEM,
-        rows=training.demo_rows(),
-        data_dir=data_dir,
-        note=note,
-        activate=activate,
-    )
-
-
 def test_active_model_picks_up_a_new_activation_without_restart(session: Session, data_dir: Path) -> None:
     assert model_cache.active_model(session=session, data_dir=data_dir) is None
-    a = _train(session, data_dir)
+    a = train_demo(session, data_dir)
     loaded = model_cache.active_model(session=session, data_dir=data_dir)
     assert loaded is not None
     model_a, version = loaded
@@ -50,7 +30,7 @@ def test_active_model_picks_up_a_new_activation_without_restart(session: Session
     again = model_cache.active_model(session=session, data_dir=data_dir)
     assert again is not None and again[0] is model_a  # same version: the file is not read again
 
-    b = _train(session, data_dir, activate=False)
+    b = train_demo(session, data_dir, activate=False)
     registry.activate(session=session, actor=SYSTEM, version_id=b.id, data_dir=data_dir)
     swapped = model_cache.active_model(session=session, data_dir=data_dir)
     assert swapped is not None and swapped[1] == b.version and swapped[0] is not model_a
@@ -60,10 +40,10 @@ def test_a_new_activation_loads_in_the_background_while_the_loaded_model_routes(
     session: Session, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(model_cache, "SWAP_IN_BACKGROUND", True)
-    a = _train(session, data_dir)
+    a = train_demo(session, data_dir)
     first = model_cache.active_model(session=session, data_dir=data_dir)  # nothing loaded before: at once
     assert first is not None and first[1] == a.version
-    b = _train(session, data_dir, activate=False)
+    b = train_demo(session, data_dir, activate=False)
     registry.activate(session=session, actor=SYSTEM, version_id=b.id, data_dir=data_dir)
 
     release, loads = threading.Event(), []
@@ -90,10 +70,10 @@ def test_a_new_activation_loads_in_the_background_while_the_loaded_model_routes(
 
 
 def test_active_model_checks_the_database_at_most_once_per_interval(session: Session, data_dir: Path) -> None:
-    a = _train(session, data_dir)
+    a = train_demo(session, data_dir)
     assert model_cache.active_model(session=session, data_dir=data_dir) is not None
     model_cache.CHECK_INTERVAL_SECONDS = 3600
-    b = _train(session, data_dir)
+    b = train_demo(session, data_dir)
     cached = model_cache.active_model(session=session, data_dir=data_dir)
     assert cached is not None and cached[1] == a.version  # within the interval: no database read
     model_cache.CHECK_INTERVAL_SECONDS = 0

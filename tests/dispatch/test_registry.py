@@ -11,21 +11,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from conftest import login
-from xihu.core.audit import AuditEntry
+from model_versions import SYSTEM, active_versions, audit_entries, train_demo
 from xihu.core.config import get_settings
 from xihu.core.errors import Conflict, Forbidden, Invalid
-from xihu.core.security import Actor, Role, User
+from xihu.core.security import Role, User
 from xihu.dispatch import registry, training
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
-from xihu.dispatch.models import ModelVersion
-from xihu.dispatch.schemas import ModelVersionRead
 
-SYSTEM = Actor.system("测试")
 EVALUATION_KEYS = {"n", "accuracy", "macro_f1", "auto_rate", "auto_precision", "ms_per_appeal"}
 
 
@@ -33,46 +29,20 @@ EVALUATION_KEYS = {"n", "accuracy", "macro_f1", "auto_rate", "auto_precision", "
 pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-def _train(session: Session, data_dir: Path, *, activate: bool = True, note: str = "") -> ModelVersionRead:
-    return training.train_version(
-        session=session,
-        actor=SYSTEM,
-        rows=training.demo_rows(),
-        data_dir=data_dir,
-        note=note,
-        activate=activate,
-    )
-
-
-def _audit(session: Session, action: str) -> list[AuditEntry]:
-    return list(
-        session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id))
-    )
-
-
-def _active(session: Session) -> list[str]:
-    return list(session.scalars(select(ModelVersion.version).where(ModelVersion.active.is_(True))))
-
-
 # ---------------------------------------------------------------- service
 
 
 def test_activate_and_rollback_follow_the_history_and_are_audited(session: Session, data_dir: Path) -> None:
-    a = _train(session, data_dir)
-    b = _train(session, data_dir, activate=False)
-    c = _train(session, data_dir, activate=False)
-    assert _active(session) == [a.version]
+    a = train_demo(session, data_dir)
+    b = train_demo(session, data_dir, activate=False)
+    c = train_demo(session, data_dir, activate=False)
+    assert active_versions(session) == [a.version]
 
     registry.activate(session=session, actor=SYSTEM, version_id=b.id, data_dir=data_dir)
-    assert _active(session) == [b.version]
+    assert active_versions(session) == [b.version]
     registry.activate(session=session, actor=SYSTEM, version_id=c.id, data_dir=data_dir)
-    assert _active(session) == [c.version]
-    activations = _audit(session, "dispatch.model.activate")
+    assert active_versions(session) == [c.version]
+    activations = audit_entries(session, "dispatch.model.activate")
     assert [(e.from_state, e.to_state) for e in activations[-2:]] == [
         (a.version, b.version),
         (b.version, c.version),
@@ -81,17 +51,17 @@ def test_activate_and_rollback_follow_the_history_and_are_audited(session: Sessi
 
     assert registry.rollback_target(session=session, actor=SYSTEM) == b.version
     back = registry.rollback(session=session, actor=SYSTEM, data_dir=data_dir)
-    assert back.version == b.version and _active(session) == [b.version]
+    assert back.version == b.version and active_versions(session) == [b.version]
     assert registry.rollback_target(session=session, actor=SYSTEM) == a.version
     back = registry.rollback(session=session, actor=SYSTEM, data_dir=data_dir)
-    assert back.version == a.version and _active(session) == [a.version]
+    assert back.version == a.version and active_versions(session) == [a.version]
     assert registry.rollback_target(session=session, actor=SYSTEM) is None
-    rollbacks = _audit(session, "dispatch.model.rollback")
+    rollbacks = audit_entries(session, "dispatch.model.rollback")
     assert [(e.from_state, e.to_state) for e in rollbacks] == [(c.version, b.version), (b.version, a.version)]
     with pytest.raises(Conflict) as err:
         registry.rollback(session=session, actor=SYSTEM, data_dir=data_dir)
     assert "回滚" in err.value.message
-    assert _active(session) == [a.version]
+    assert active_versions(session) == [a.version]
 
     versions = registry.list_versions(session=session, actor=SYSTEM, data_dir=data_dir)
     assert [v.active for v in versions] == [False, False, True]  # newest first
@@ -100,8 +70,8 @@ def test_activate_and_rollback_follow_the_history_and_are_audited(session: Sessi
 def test_rollback_without_history_and_missing_file_are_refused(session: Session, data_dir: Path) -> None:
     with pytest.raises(Conflict):
         registry.rollback(session=session, actor=SYSTEM, data_dir=data_dir)
-    _train(session, data_dir)
-    b = _train(session, data_dir, activate=False)
+    train_demo(session, data_dir)
+    b = train_demo(session, data_dir, activate=False)
     (data_dir / b.path).unlink()
     with pytest.raises(Invalid) as err:
         registry.activate(session=session, actor=SYSTEM, version_id=b.id, data_dir=data_dir)
@@ -136,8 +106,8 @@ def test_models_page_api_and_permissions(
     settings,  # type: ignore[no-untyped-def]
     make_user: Callable[..., User],
 ) -> None:
-    a = _train(session, settings.data_dir, note="演示")
-    b = _train(session, settings.data_dir, activate=False)
+    a = train_demo(session, settings.data_dir, note="演示")
+    b = train_demo(session, settings.data_dir, activate=False)
     session.commit()
 
     page = client.get("/staff/dispatch/models", follow_redirects=False)

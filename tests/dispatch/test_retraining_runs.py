@@ -10,61 +10,18 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conftest import login
+from model_versions import SYSTEM, active_versions, add_feedback, train_demo
 from xihu.core import clock, longjobs
 from xihu.core.errors import Conflict
-from xihu.core.security import Actor, Role, User
+from xihu.core.security import Role, User
 from xihu.dispatch import registry, retraining_runs, training
 from xihu.dispatch.jobs import TRAINING
-from xihu.dispatch.models import DispatchFeedback, ModelVersion
-from xihu.dispatch.schemas import ModelVersionRead
-
-SYSTEM = Actor.system("测试")
-
 
 # every test sees the database as it is: no cached model, no check interval
 pytestmark = pytest.mark.usefixtures("fresh_model_cache")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-def _train(session: Session, data_dir: Path, *, activate: bool = True, note: str = "") -> ModelVersionRead:
-    return training.train_version(
-        session=session,
-        actor=SYSTEM,
-        rows=training.demo_rows(),
-        data_dir=data_dir,
-        note=note,
-        activate=activate,
-    )
-
-
-def _active(session: Session) -> list[str]:
-    return list(session.scalars(select(ModelVersion.version).where(ModelVersion.active.is_(True))))
-
-
-def _feedback(session: Session, *rows: tuple[str, str, str | None]) -> None:
-    """(kind, text, category) corrections, each of its own citizen appeal."""
-    from xihu.appeals import service as appeal_service
-    from xihu.appeals.enums import Channel
-    from xihu.appeals.schemas import AppealCreate
-
-    for kind, text, category in rows:
-        appeal = appeal_service.submit(
-            session=session,
-            actor=Actor.citizen(),
-            appeal_in=AppealCreate(description=f"西溪路公交站台：{text}，下雨天等车全身淋湿。"),
-            channel=Channel.web,
-            auto_route=False,
-        )
-        session.add(DispatchFeedback(appeal_id=appeal.id, kind=kind, text=text, category=category))
-    session.flush()
 
 
 def test_a_retraining_job_runs_once_and_says_how_it_ended(
@@ -72,8 +29,8 @@ def test_a_retraining_job_runs_once_and_says_how_it_ended(
     session_factory,
     data_dir: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    base = _train(session, data_dir)
-    _feedback(session, ("return", "公交站台遮雨棚坏了", "交通运输"))
+    base = train_demo(session, data_dir)
+    add_feedback(session, ("return", "公交站台遮雨棚坏了", "交通运输"))
     job = retraining_runs.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
     assert (job.status, job.status_label) == ("queued", "排队中")
     with pytest.raises(Conflict) as busy:  # one run at a time
@@ -92,7 +49,7 @@ def test_a_retraining_job_runs_once_and_says_how_it_ended(
     trained = next(
         v for v in registry.list_versions(session=session, actor=SYSTEM) if v.version == done.version
     )
-    assert not trained.active and trained.n_feedback == 1 and _active(session) == [base.version]
+    assert not trained.active and trained.n_feedback == 1 and active_versions(session) == [base.version]
     retraining_runs.run_training_job(
         session_factory, job.id, data_dir
     )  # a second run of the task does nothing
@@ -121,7 +78,7 @@ def test_a_retraining_job_whose_process_died_is_run_again_then_given_up(
     session_factory,
     data_dir: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    _train(session, data_dir)
+    train_demo(session, data_dir)
     job = retraining_runs.start_retrain(session=session, actor=SYSTEM, data_dir=data_dir)
     session.commit()
     # nobody has claimed it for a while: the admin is told to look at the worker
@@ -159,8 +116,10 @@ def test_admin_retrains_from_the_page_and_the_api(
     settings,  # type: ignore[no-untyped-def]
     make_user: Callable[..., User],
 ) -> None:
-    base = _train(session, settings.data_dir)
-    _feedback(session, ("return", "公交站台遮雨棚坏了", "交通运输"), ("manual", "站台没有遮雨棚", "交通运输"))
+    base = train_demo(session, settings.data_dir)
+    add_feedback(
+        session, ("return", "公交站台遮雨棚坏了", "交通运输"), ("manual", "站台没有遮雨棚", "交通运输")
+    )
     session.commit()
     login(client, make_user(Role.dispatcher).username)
     assert client.post("/api/dispatch/models/retrain").status_code == 403
@@ -199,7 +158,7 @@ def test_a_retraining_run_deletes_the_files_of_versions_that_were_never_saved(
 ) -> None:
     import os
 
-    base = _train(session, data_dir)
+    base = train_demo(session, data_dir)
     models = data_dir / registry.MODELS_DIR
     old = time.time() - training.UNSAVED_AFTER_SECONDS - 60
     killed = models / "m20261101-0930-ab12"  # a run killed after writing its files, before its commit

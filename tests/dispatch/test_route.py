@@ -96,6 +96,25 @@ def test_the_queue_offers_other_suggestions_and_dispatches_to_one(client, sessio
     assert (after.state, after.lead_unit_id) == ("dispatched", second["unit_id"])
 
 
+def _returned_card(client, session, submitted, unit_id: int, category: str, actor_of, make_user) -> str:  # type: ignore[no-untyped-def]
+    """Dispatch the appeal to a unit, have that unit return it, and read its card in the dispatch queue."""
+    appeal_service.dispatch(
+        session=session,
+        actor=actor_of("dispatcher"),
+        appeal_id=submitted.id,
+        data=DispatchIn(unit_id=unit_id, category=category),
+    )
+    code = places_service.get_unit(session=session, unit_id=unit_id).code
+    appeal_service.return_to_dispatcher(
+        session=session, actor=actor_of("handler", code), appeal_id=submitted.id, reason="不归我们管"
+    )
+    session.commit()
+    login(client, make_user("dispatcher").username)
+    page = client.get("/staff/dispatch").text
+    card = page[page.index(submitted.tracking_code) :]
+    return card[: card.index("</article>")]
+
+
 def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
     client, session, model, make_user, actor_of, monkeypatch
 ) -> None:
@@ -104,21 +123,9 @@ def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
     first = candidates[0]
     # the demo model is sure of this text: let its next guess, however small, count as likely enough
     monkeypatch.setattr(appeal_pages, "PROMOTE_AFTER_RETURN", candidates[1]["confidence"])
-    appeal_service.dispatch(
-        session=session,
-        actor=actor_of("dispatcher"),
-        appeal_id=submitted.id,
-        data=DispatchIn(unit_id=first["unit_id"], category=first["category"]),
+    card = _returned_card(
+        client, session, submitted, first["unit_id"], first["category"], actor_of, make_user
     )
-    code = places_service.get_unit(session=session, unit_id=first["unit_id"]).code
-    appeal_service.return_to_dispatcher(
-        session=session, actor=actor_of("handler", code), appeal_id=submitted.id, reason="不归我们管"
-    )
-    session.commit()
-    login(client, make_user("dispatcher").username)
-    page = client.get("/staff/dispatch").text
-    card = page[page.index(submitted.tracking_code) :]
-    card = card[: card.index("</article>")]
     offered = re.findall(r'name="unit_id" value="(\d+)"', card)
     # the router's next guess is the one-click choice; the returning unit is still there, last and marked
     assert offered == [str(c["unit_id"]) for c in candidates[1:3]] + [str(first["unit_id"])]
@@ -140,21 +147,7 @@ def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
     first = decision.candidates[0]
     # the router's next guess falls just short of what counts as likely enough after a return
     monkeypatch.setattr(appeal_pages, "PROMOTE_AFTER_RETURN", decision.candidates[1].confidence + 1e-9)
-    appeal_service.dispatch(
-        session=session,
-        actor=actor_of("dispatcher"),
-        appeal_id=submitted.id,
-        data=DispatchIn(unit_id=first.unit_id, category=first.category),
-    )
-    code = places_service.get_unit(session=session, unit_id=first.unit_id).code
-    appeal_service.return_to_dispatcher(
-        session=session, actor=actor_of("handler", code), appeal_id=submitted.id, reason="不归我们管"
-    )
-    session.commit()
-    login(client, make_user("dispatcher").username)
-    page = client.get("/staff/dispatch").text
-    card = page[page.index(submitted.tracking_code) :]
-    card = card[: card.index("</article>")]
+    card = _returned_card(client, session, submitted, first.unit_id, first.category, actor_of, make_user)
     assert 'data-testid="dispatch-top"' not in card and 'data-testid="no-sure-suggestion"' in card
     assert len(re.findall(r'name="unit_id" value="(\d+)"', card)) == len(decision.candidates)
 

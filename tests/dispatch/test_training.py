@@ -9,48 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from xihu.core.audit import AuditEntry
+from model_versions import SYSTEM, active_versions, add_feedback, audit_entries, train_demo
 from xihu.core.errors import Conflict, Forbidden, Invalid
-from xihu.core.security import Actor, Role, User
+from xihu.core.security import Role, User
 from xihu.dispatch import registry, training
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
-from xihu.dispatch.models import DispatchFeedback, ModelVersion
-from xihu.dispatch.schemas import ModelVersionRead
-
-SYSTEM = Actor.system("测试")
-
 
 # every test sees the database as it is: no cached model, no check interval
 pytestmark = pytest.mark.usefixtures("fresh_model_cache")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-def _train(session: Session, data_dir: Path, *, activate: bool = True, note: str = "") -> ModelVersionRead:
-    return training.train_version(
-        session=session,
-        actor=SYSTEM,
-        rows=training.demo_rows(),
-        data_dir=data_dir,
-        note=note,
-        activate=activate,
-    )
-
-
-def _audit(session: Session, action: str) -> list[AuditEntry]:
-    return list(
-        session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id))
-    )
-
-
-def _active(session: Session) -> list[str]:
-    return list(session.scalars(select(ModelVersion.version).where(ModelVersion.active.is_(True))))
 
 
 def test_train_saves_a_version_with_metrics(session: Session, data_dir: Path) -> None:
@@ -79,30 +47,12 @@ def test_train_saves_a_version_with_metrics(session: Session, data_dir: Path) ->
     listed = registry.list_versions(session=session, actor=SYSTEM, data_dir=data_dir)
     assert [x.version for x in listed] == [v.version]
     assert listed[0].macro_f1 == v.macro_f1 and listed[0].n_train == v.n_train
-    assert [a.entity_id for a in _audit(session, "dispatch.model.train")] == [str(v.id)]
-    assert _audit(session, "dispatch.model.activate")[-1].to_state == v.version
-
-
-def _feedback(session: Session, *rows: tuple[str, str, str | None]) -> None:
-    """(kind, text, category) corrections, each of its own citizen appeal."""
-    from xihu.appeals import service as appeal_service
-    from xihu.appeals.enums import Channel
-    from xihu.appeals.schemas import AppealCreate
-
-    for kind, text, category in rows:
-        appeal = appeal_service.submit(
-            session=session,
-            actor=Actor.citizen(),
-            appeal_in=AppealCreate(description=f"西溪路公交站台：{text}，下雨天等车全身淋湿。"),
-            channel=Channel.web,
-            auto_route=False,
-        )
-        session.add(DispatchFeedback(appeal_id=appeal.id, kind=kind, text=text, category=category))
-    session.flush()
+    assert [a.entity_id for a in audit_entries(session, "dispatch.model.train")] == [str(v.id)]
+    assert audit_entries(session, "dispatch.model.activate")[-1].to_state == v.version
 
 
 def test_feedback_with_a_category_is_used_in_retraining(session: Session, data_dir: Path) -> None:
-    _feedback(
+    add_feedback(
         session,
         ("return", "公交站台遮雨棚坏了", "交通运输"),
         ("manual", "站台没有遮雨棚", "交通运输"),
@@ -112,7 +62,7 @@ def test_feedback_with_a_category_is_used_in_retraining(session: Session, data_d
         ("公交站台遮雨棚坏了", "交通运输"),
         ("站台没有遮雨棚", "交通运输"),
     ]
-    v = _train(session, data_dir)
+    v = train_demo(session, data_dir)
     assert v.n_train == len(DEMO_EXAMPLES) + 2 and v.n_feedback == 2
 
 
@@ -122,9 +72,9 @@ def test_retraining_uses_the_active_versions_rows_plus_the_feedback(
     with pytest.raises(Conflict) as none:
         training.retrain(session=session, actor=SYSTEM, data_dir=data_dir)
     assert "没有启用的模型" in none.value.message
-    base = _train(session, data_dir)
+    base = train_demo(session, data_dir)
     assert training.feedback_not_in_active(session=session, actor=SYSTEM) == 0
-    _feedback(
+    add_feedback(
         session,
         ("return", "公交站台遮雨棚坏了", "交通运输"),
         ("manual", "站台没有遮雨棚", "交通运输"),
@@ -133,7 +83,9 @@ def test_retraining_uses_the_active_versions_rows_plus_the_feedback(
     assert training.feedback_not_in_active(session=session, actor=SYSTEM) == 2
 
     again = training.retrain(session=session, actor=SYSTEM, data_dir=data_dir)
-    assert not again.active and _active(session) == [base.version]  # the admin decides after the metrics
+    assert not again.active and active_versions(session) == [
+        base.version
+    ]  # the admin decides after the metrics
     assert (again.n_train, again.n_feedback) == (len(DEMO_EXAMPLES) + 2, 2)
     assert base.version in (again.note or "")
     registry.activate(session=session, actor=SYSTEM, version_id=again.id, data_dir=data_dir)

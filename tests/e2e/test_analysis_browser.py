@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from servers import CHROMIUM, LAUNCH_ARGS, SHOTS, demo_server
-from servers import DEMO_PASSWORD as PASSWORD
+from servers import CHROMIUM, LAUNCH_ARGS, SHOTS, demo_server, staff_page
 
 pytestmark = pytest.mark.e2e
 
@@ -30,17 +27,7 @@ def test_supervisor_reads_the_analysis_and_handles_a_warning(server) -> None:  #
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
-            ctx = browser.new_context(
-                viewport={"width": 1366, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
-            )
-            page = ctx.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{base}/login")
-            page.fill("input[name=username]", "supervisor")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("form[action='/login'] button[type=submit]")
-            page.wait_for_url(re.compile(r".*/staff$"))
+            page, errors = staff_page(browser, base, "supervisor")
             page.click("nav.staffnav a[href='/staff/analysis']")
             expect(page.get_by_test_id("kpis")).to_contain_text("受理诉求")
             for chart in ("chart-days", "chart-categories", "chart-channels", "chart-map"):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 
 import pytest
 
-from servers import CHROMIUM, LAUNCH_ARGS, SHOTS, demo_server
-from servers import DEMO_PASSWORD as PASSWORD
+from servers import CHROMIUM, LAUNCH_ARGS, SHOTS, demo_server, staff_page
 
 pytestmark = pytest.mark.e2e
 TEXT = "小区门口垃圾桶已经两天没有清运，气味很大"
@@ -39,17 +37,7 @@ def test_clerk_sees_progress_the_first_failed_rows_and_downloads_all(server, tmp
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
-            ctx = browser.new_context(
-                viewport={"width": 1366, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
-            )
-            page = ctx.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{base}/login")
-            page.fill("input[name=username]", "intake")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("form[action='/login'] button[type=submit]")
-            page.wait_for_url(re.compile(r".*/staff$"))
+            page, errors = staff_page(browser, base, "intake")
             page.goto(f"{base}/staff/import")
             page.set_input_files("input[name=file]", str(upload))
             page.click("#import-form button[type=submit]")
