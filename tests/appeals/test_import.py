@@ -235,6 +235,7 @@ def test_an_import_whose_process_died_is_resumed_where_it_stopped(
     job_id = resp.json()["id"]
     # the first worker commits the first chunk (rows 1-2) and its process dies inside the second
     monkeypatch.setattr(importer, "CHUNK", 2)
+    monkeypatch.setattr(importer, "CHUNK_SECONDS", 60.0)  # chunks of two rows however slow the machine is
     real_submit = appeal_service.submit
     submitted: list[str] = []
 
@@ -346,3 +347,28 @@ def test_many_failed_rows_list_the_first_hundred_and_every_one_downloads(client,
     assert table[-1][0] == "261"  # MANY-259 is the file's line 261
     login_as("handler")
     assert client.get(body["errors_csv"]).status_code == 403
+
+
+def test_each_transaction_ends_after_its_time_yet_takes_at_least_one_row(
+    client, login_as, session, monkeypatch
+) -> None:
+    from sqlalchemy import event
+
+    from xihu.appeals import importer
+
+    # however slow the machine, a chunk takes one row: no transaction of nothing, no endless loop
+    monkeypatch.setattr(importer, "CHUNK_SECONDS", 0.0)
+    login_as("intake")
+    progress: list[int] = []
+
+    def seen(_job, value, _old, _initiator) -> None:  # type: ignore[no-untyped-def]
+        progress.append(value)
+
+    event.listen(ImportJob.processed, "set", seen)
+    try:
+        body = _assert_finished(client, _upload(client, "slow.csv", _csv("SLOW")), created=3, skipped=0)
+    finally:
+        event.remove(ImportJob.processed, "set", seen)
+    _assert_bad_rows(body["errors"])
+    assert _imported(session, "SLOW") == ["SLOW-001", "SLOW-003", "SLOW-005"]
+    assert progress == [1, 2, 3, 4, 5]  # one transaction per row, each recording its progress

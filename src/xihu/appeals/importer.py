@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from pathlib import Path
 
 from openpyxl import load_workbook
@@ -26,7 +27,9 @@ from xihu.places import service as places_service
 log = logging.getLogger("xihu.import")
 MAX_ROWS = 50_000
 ERRORS_SHOWN = 100  # failed rows listed with the progress (polled every second); all are in errors.csv
-CHUNK = 50
+CHUNK = 50  # rows per transaction at most
+CHUNK_SECONDS = 0.05  # and no longer than this: a citizen's submission waits for the import's transaction
+CHUNK_PAUSE_SECONDS = 0.002
 
 # Column names as 12345 exports write them (Chinese) and their English equivalents.
 COLUMNS = {
@@ -223,12 +226,20 @@ def _process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> Non
         start_at = job.processed
         session.commit()
     streets: dict[str, int | None] = {}
-    for begin in range(start_at, len(rows), CHUNK):
-        chunk = rows[begin : begin + CHUNK]
+    begin = start_at
+    while begin < len(rows):
         with factory() as session:
             created = skipped = 0
-            for offset, row in enumerate(chunk):
-                line = int(row.get(LINE, begin + offset + 2))
+            started = time.monotonic()
+            end = begin
+            # a chunk is one transaction, and on SQLite a transaction holds the one write lock every request
+            # waits for: chunks end after CHUNK rows or CHUNK_SECONDS, whichever comes first
+            while end < len(rows) and (
+                end == begin or (end - begin < CHUNK and time.monotonic() - started < CHUNK_SECONDS)
+            ):  # at least one row, however slow
+                row = rows[end]
+                line = int(row.get(LINE, end + 2))
+                end += 1
                 try:
                     with session.begin_nested():
                         appeal_in = _row_to_appeal(session, row, mapping, streets)
@@ -243,10 +254,14 @@ def _process(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> Non
                     session.add(ImportRowError(job_id=job_id, row=line, ref=ref, error=_describe(exc)[:500]))
             job = session.get(ImportJob, job_id)
             assert job is not None
-            job.processed = begin + len(chunk)
+            job.processed = end
             job.created_count += created
             job.skipped_count += skipped
             session.commit()
+        begin = end
+        time.sleep(
+            CHUNK_PAUSE_SECONDS
+        )  # the lock just released goes to a waiting request, not the next chunk
     with factory() as session:
         job = session.get(ImportJob, job_id)
         assert job is not None
