@@ -93,6 +93,21 @@ def test_threshold_and_metrics(model: CategoryModel) -> None:
     assert 0.0 <= m["auto_rate"] <= 1.0
 
 
+def test_metrics_by_category_agree_with_the_whole(model: CategoryModel) -> None:
+    by_label = model.metrics["by_label"]
+    _, labels = _texts_labels()
+    assert sorted(by_label) == sorted(set(labels))
+    assert {k: v["n"] for k, v in by_label.items()} == {k: labels.count(k) for k in set(labels)}
+    # macro-F1 is the mean of the categories' F1, and the automatic share is their weighted mean
+    f1 = [v["f1"] for v in by_label.values()]
+    assert sum(f1) / len(f1) == pytest.approx(model.metrics["macro_f1"], abs=1e-3)
+    weighted = sum(v["auto_rate"] * v["n"] for v in by_label.values()) / len(labels)
+    assert weighted == pytest.approx(model.metrics["auto_rate"], abs=1e-3)
+    assert all(
+        0.0 <= v[key] <= 1.0 for v in by_label.values() for key in ("precision", "recall", "auto_rate")
+    )
+
+
 def test_top_terms_come_from_the_text(model: CategoryModel) -> None:
     text = "小区门口路灯坏了好几天"
     terms = model.top_terms(text, "城乡建设", k=3)

@@ -129,6 +129,12 @@ def test_models_page_api_and_permissions(
     assert a.version in html.text and b.version in html.text and "已启用" in html.text
     assert f"/staff/dispatch/models/{b.id}/activate" in html.text and "csrf_token" in html.text
     assert 'data-testid="rollback"' not in html.text  # nothing active before a: no rollback offered
+    # each category's figures, for the active version and the newer one beside it
+    table = html.text[html.text.index('data-testid="by-label"') :]
+    head = table[: table.index("</thead>")]
+    assert head.index(a.version) < head.index(b.version) and "已启用" in head
+    f1 = a.metrics["by_label"]["交通运输"]["f1"]
+    assert "交通运输" in table and f"{f1 * 100:.1f}%" in table
 
     listed = client.get("/api/dispatch/models").json()
     assert [(v["version"], v["active"]) for v in listed] == [(b.version, False), (a.version, True)]

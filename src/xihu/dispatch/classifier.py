@@ -40,7 +40,7 @@ import scipy.sparse as sp
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
@@ -272,6 +272,7 @@ class CategoryModel:
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "sklearn": sklearn.__version__,
         }
+        self.metrics["by_label"] = _by_label(y, pred, max_prob >= self.threshold, classes)
         if report_first is not None and 0 < report_first < len(y):
             first = slice(0, report_first)
             first_rate, first_precision = _auto_stats(max_prob[first], correct[first], self.threshold)
@@ -602,6 +603,24 @@ def _nbsvm(
         weights[k] = r * svm.coef_[0]
         bias[k] = float(svm.intercept_[0])
     return weights, bias
+
+
+def _by_label(
+    y: np.ndarray, pred: np.ndarray, auto: np.ndarray, classes: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Per category: its examples, precision, recall, F1 and share dispatched automatically."""
+    precision, recall, f1, n = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    out: dict[str, dict[str, float]] = {}
+    for i, label in enumerate(classes):
+        mine = y == label
+        out[str(label)] = {
+            "n": int(n[i]),
+            "precision": round(float(precision[i]), 4),
+            "recall": round(float(recall[i]), 4),
+            "f1": round(float(f1[i]), 4),
+            "auto_rate": round(float(auto[mine].mean()), 4) if mine.any() else 0.0,
+        }
+    return out
 
 
 def _calibrator(C: float = 1.0) -> LogisticRegression:

@@ -27,6 +27,10 @@ def _models_page(
         session=session, actor=actor, data_dir=request.app.state.settings.data_dir
     )
     active = next((v for v in versions if v.active), None)
+    # per category: the active version beside the newest one when that is another (a retrain to judge)
+    shown = [active] if active else []
+    if versions and versions[0] is not active:
+        shown.append(versions[0])
     return render(
         request,
         "dispatch/models.html",
@@ -34,6 +38,7 @@ def _models_page(
         actor=actor,
         versions=versions,
         active=active,
+        by_label=[v for v in shown if v.metrics.get("by_label")],
         rollback_to=registry.rollback_target(session=session, actor=actor),
         new_feedback=training.feedback_not_in_active(session=session, actor=actor),
         error=error,
