@@ -50,7 +50,7 @@ def test_clerk_sees_progress_the_first_failed_rows_and_downloads_all(server, tmp
             expect(rows.nth(1)).to_contain_text("E2E-001：街道「火星街道」不存在")
             link = page.get_by_test_id("import-errors-csv")
             expect(link).to_contain_text("120 行")
-            page.screenshot(path=str(SHOTS / "import_errors_desktop.png"), full_page=True)
+            page.screenshot(path=str(SHOTS / "import_errors_desktop.png"))  # the top: status, download link
             with page.expect_download() as download:
                 link.click()
             saved = tmp_path / "errors.csv"
@@ -58,6 +58,8 @@ def test_clerk_sees_progress_the_first_failed_rows_and_downloads_all(server, tmp
             table = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
             assert table[0] == ["行号", "工单编号", "错误"] and len(table) == 121
             assert table[-1][:2] == ["151", "E2E-149"]
+            # the page stays (the upload went by fetch): the next file can go at once
+            expect(page.locator("#import-form button[type=submit]")).to_be_enabled()
             assert not errors, errors
         finally:
             browser.close()

@@ -119,11 +119,19 @@
     return finished;
   }
 
+  // the upload goes by fetch, so the page stays: once the import has ended, the next file may go
+  function importReady() {
+    var btn = document.querySelector("#import-form button[type=submit]");
+    if (btn) setTimeout(function () { btn.disabled = false; }, 0);
+  }
+
   function poll(id) {
     api("GET", "/api/imports/" + id).then(function (job) {
-      if (!showJob(job)) setTimeout(function () { poll(id); }, 1000);
+      if (showJob(job)) importReady();
+      else setTimeout(function () { poll(id); }, 1000);
     }).catch(function (e) {
       document.getElementById("import-status").textContent = "查询进度失败：" + e.message;
+      importReady();
     });
   }
 
@@ -257,6 +265,7 @@
           poll(job.id);
         }).catch(function (e) {
           document.getElementById("import-status").textContent = "导入失败：" + e.message;
+          importReady();
         });
       });
     }
