@@ -209,6 +209,12 @@ def test_cli_train_then_evaluate_prints_the_contract(cli_env: dict[str, str], tm
     trained = runner.invoke(app, ["dispatch", "train", "--input", str(data), "--note", "cli"], env=cli_env)
     assert trained.exit_code == 0, trained.output
     assert "macro_f1" in trained.output and "已启用" in trained.output
+    # a line per category, the weakest first
+    per_label = [
+        line.strip() for line in trained.output.splitlines() if "自动派单率 " in line and "F1 " in line
+    ]
+    f1 = [float(line.split("F1 ")[1].split("%")[0]) for line in per_label]
+    assert len(per_label) == 7 and f1 == sorted(f1)
     versions = list((Path(cli_env["XIHU_DATA_DIR"]) / "models").glob("*/model.joblib"))
     assert len(versions) == 1
 

@@ -64,7 +64,19 @@ def _metrics_lines(v: ModelVersionRead) -> list[str]:
         f"自动派单率 (auto_rate): {pct(v.auto_rate)}    "
         f"自动派单准确率 (auto_precision): {pct(v.auto_precision)}",
         f"阈值 (threshold): {v.threshold:.4f}    文件 (file): {v.path}",
+        *_by_label_lines(v, pct),
         "以上指标为训练数据上的交叉验证结果 (cross-validated on the training data)",
+    ]
+
+
+def _by_label_lines(v: ModelVersionRead, pct: Callable[[float | None], str]) -> list[str]:
+    """One line per category, the weakest (lowest F1) first: where corrections help most."""
+    by_label = v.metrics.get("by_label") or {}
+    ordered = sorted(by_label.items(), key=lambda kv: kv[1].get("f1", 0.0))
+    return [
+        f"  {label}: 样本 {m.get('n', 0)}  精确率 {pct(m.get('precision'))}  召回率 {pct(m.get('recall'))}  "
+        f"F1 {pct(m.get('f1'))}  自动派单率 {pct(m.get('auto_rate'))}"
+        for label, m in ordered
     ]
 
 
