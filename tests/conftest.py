@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -273,6 +274,22 @@ def fresh_model_cache() -> Iterator[None]:
     yield
     model_cache.CHECK_INTERVAL_SECONDS = interval
     model_cache.reset_cache()
+
+
+@pytest.fixture
+def demo_model(session: Session, settings: Settings, fresh_model_cache: None) -> Any:
+    """The demo category model, trained and active (its `ModelVersionRead`)."""
+    from xihu.dispatch import training
+
+    version = training.train_version(
+        session=session,
+        actor=Actor.system("测试管理员"),
+        rows=training.demo_rows(),
+        data_dir=settings.data_dir,
+        activate=True,
+    )
+    session.flush()
+    return version
 
 
 @pytest.fixture(autouse=True, scope="session")

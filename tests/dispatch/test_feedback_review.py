@@ -27,15 +27,6 @@ BUS_TITLE, BUS_TEXT, BUS = next(e for e in DEMO_EXAMPLES if e[2] == "交通运�
 WRONG = "教育文体"
 
 
-@pytest.fixture
-def model(session: Session, settings, fresh_model_cache: None) -> None:  # type: ignore[no-untyped-def]
-    """The demo model, trained and active."""
-    training.train_version(
-        session=session, actor=ADMIN, rows=training.demo_rows(), data_dir=settings.data_dir, activate=True
-    )
-    session.flush()
-
-
 def _dispatched(session: Session, dispatcher: Actor, text: str, *categories: str) -> int:
     """An appeal dispatched by hand once per category, each time returned before the next."""
     handler = Actor.system("承办单位")
@@ -130,7 +121,7 @@ def test_exclusion_needs_a_reason_is_audited_once_and_is_refused_where_meaningle
 
 def test_the_active_model_flags_labels_it_confidently_disputes(
     session: Session,
-    model: None,
+    demo_model: None,
     make_user: Callable[..., User],
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -162,7 +153,7 @@ def test_the_active_model_flags_labels_it_confidently_disputes(
 
 def test_a_newly_activated_model_reads_the_corrections_afresh(
     session: Session,
-    model: None,
+    demo_model: None,
     make_user: Callable[..., User],
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -190,7 +181,7 @@ def test_a_newly_activated_model_reads_the_corrections_afresh(
 
 def test_corrections_not_yet_learnt_leave_out_the_excluded(
     session: Session,
-    model: None,
+    demo_model: None,
     make_user: Callable[..., User],
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -223,7 +214,7 @@ def test_corrections_not_yet_learnt_leave_out_the_excluded(
 
 
 def test_review_page_and_api(
-    client: TestClient, session: Session, model: None, make_user: Callable[..., User]
+    client: TestClient, session: Session, demo_model: None, make_user: Callable[..., User]
 ) -> None:
     dispatcher = make_user(Role.dispatcher)
     wrong = _dispatched(session, dispatcher.to_actor(), f"{BUS_TITLE}。{BUS_TEXT}", WRONG)
@@ -277,7 +268,7 @@ def test_review_page_and_api(
 
 def test_a_retrain_on_hasty_labels_is_flagged_until_they_are_excluded(
     session: Session,
-    model: None,
+    demo_model: None,
     make_user: Callable[..., User],
     settings,  # type: ignore[no-untyped-def]
 ) -> None:

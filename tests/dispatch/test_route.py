@@ -15,7 +15,7 @@ from xihu.appeals.schemas import AppealCreate, DispatchIn
 from xihu.core.audit import AuditEntry
 from xihu.core.db import batch_memo
 from xihu.core.security import Actor
-from xihu.dispatch import model_cache, responsibility, training
+from xihu.dispatch import model_cache, responsibility
 from xihu.dispatch import service as dispatch_service
 from xihu.dispatch.schemas import RoutingInput, RuleUpdate, Suggestion
 from xihu.places import service as places_service
@@ -24,29 +24,16 @@ ADMIN = Actor.system("测试管理员")
 LAMP = "小区路灯坏了好几天，晚上很黑，物业一直不修"
 
 
-@pytest.fixture
-def model(session, settings):
-    """The demo model trained and active; the model cache re-reads the active version at every call."""
-    model_cache.CHECK_INTERVAL_SECONDS = 0
-    model_cache.reset_cache()
-    version = training.train_version(
-        session=session, actor=ADMIN, rows=training.demo_rows(), data_dir=settings.data_dir, activate=True
-    )
-    session.flush()
-    yield version
-    model_cache.reset_cache()
-
-
-def test_model_route_gives_top_candidates_with_reasons(session, model) -> None:
+def test_model_route_gives_top_candidates_with_reasons(session, demo_model) -> None:
     xixi = factories.unit(session, "330106004")
     result = dispatch_service.route(session=session, appeal=RoutingInput(description=LAMP, street_id=xixi))
-    assert result.model_version == model.version
+    assert result.model_version == demo_model.version
     assert 1 <= len(result.candidates) <= 4
     best = result.best
     assert best is not None and best.category == "城乡建设"
     assert any(r.startswith("文本特征") for r in best.reasons)
     assert best.confidence == pytest.approx(max(c.confidence for c in result.candidates))
-    assert result.auto == (best.confidence >= model.threshold)
+    assert result.auto == (best.confidence >= demo_model.threshold)
 
 
 def _held_back(session):
@@ -61,13 +48,15 @@ def _held_back(session):
     )
 
 
-def test_below_threshold_goes_to_the_manual_queue(session, model) -> None:
+def test_below_threshold_goes_to_the_manual_queue(session, demo_model) -> None:
     submitted = _held_back(session)
     assert submitted.state == "submitted"
     assert appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
 
 
-def test_the_queue_offers_other_suggestions_and_dispatches_to_one(client, session, model, make_user) -> None:
+def test_the_queue_offers_other_suggestions_and_dispatches_to_one(
+    client, session, demo_model, make_user
+) -> None:
     submitted = _held_back(session)
     candidates = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
     assert len(candidates) >= 3
@@ -116,7 +105,7 @@ def _returned_card(client, session, submitted, unit_id: int, category: str, acto
 
 
 def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
-    client, session, model, make_user, actor_of, monkeypatch
+    client, session, demo_model, make_user, actor_of, monkeypatch
 ) -> None:
     submitted = _held_back(session)
     candidates = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
@@ -139,7 +128,7 @@ def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
 
 
 def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
-    client, session, model, make_user, actor_of, monkeypatch
+    client, session, demo_model, make_user, actor_of, monkeypatch
 ) -> None:
     submitted = _held_back(session)
     decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
@@ -152,7 +141,7 @@ def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
     assert len(re.findall(r'name="unit_id" value="(\d+)"', card)) == len(decision.candidates)
 
 
-def test_remapping_a_category_changes_the_unit_without_retraining(session, model) -> None:
+def test_remapping_a_category_changes_the_unit_without_retraining(session, demo_model) -> None:
     xixi = factories.unit(session, "330106004")
     before = dispatch_service.route(
         session=session, appeal=RoutingInput(description=LAMP, street_id=xixi)
@@ -172,13 +161,13 @@ def test_remapping_a_category_changes_the_unit_without_retraining(session, model
     assert after is not None and after.category == before.category and after.unit_id == cg
 
 
-def test_location_from_text_when_no_place_is_given(session, model) -> None:
+def test_location_from_text_when_no_place_is_given(session, demo_model) -> None:
     result = dispatch_service.route(session=session, appeal=RoutingInput(description="蒋村街道" + LAMP))
     assert result.street_id == factories.unit(session, "330106011")
     assert "蒋村" in result.location_reason
 
 
-def test_a_batch_scored_ahead_routes_as_appeals_scored_one_by_one(session, model, monkeypatch) -> None:
+def test_a_batch_scored_ahead_routes_as_appeals_scored_one_by_one(session, demo_model, monkeypatch) -> None:
     xixi = factories.unit(session, "330106004")
     texts = [
         LAMP,
@@ -228,7 +217,9 @@ def test_memoized_lookups_leave_the_batch_rows_pending(session) -> None:
         assert any(isinstance(obj, AuditEntry) for obj in session.new)
 
 
-def test_the_citizen_timeline_names_the_unit_and_keeps_the_models_reasons_for_staff(session, model) -> None:
+def test_the_citizen_timeline_names_the_unit_and_keeps_the_models_reasons_for_staff(
+    session, demo_model
+) -> None:
     model_cache.reset_cache()
     active = model_cache.active_model(session=session)
     assert active is not None

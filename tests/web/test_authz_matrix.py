@@ -303,6 +303,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
         "dispatch.manage", build=_json(type="FeatureCollection", features=[])
     ),
     ("GET", "/staff/dispatch/rules"): Rule("dispatch.manage"),
+    ("GET", "/staff/dispatch/rules/try"): Rule(
+        "dispatch.manage", build=lambda c: {"params": {"description": "门口路灯坏了"}}
+    ),
+    ("POST", "/api/dispatch/preview"): Rule("dispatch.report", build=_json(description="门口路灯坏了")),
     ("POST", "/staff/dispatch/rules"): Rule(
         "dispatch.manage", build=_form(category="城乡建设", target="unit", unit_id=lambda c: str(c.unit_id))
     ),

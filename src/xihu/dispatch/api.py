@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 
 from xihu.core.security import Actor
 from xihu.dispatch import registry, retraining_runs
-from xihu.dispatch.schemas import ModelVersionRead, TrainingJobRead
+from xihu.dispatch import service as dispatch_service
+from xihu.dispatch.schemas import ModelVersionRead, PreviewIn, RoutePreview, TrainingJobRead
 from xihu.web.deps import get_actor, get_session, verify_csrf_api, wake_background_work
 
 router = APIRouter(prefix="/api/dispatch", tags=["dispatch"])
@@ -86,3 +87,11 @@ def activate_model(
         data_dir=request.app.state.settings.data_dir,
         confirm=confirm,
     )
+
+
+@router.post("/preview", response_model=RoutePreview, dependencies=[Depends(verify_csrf_api)])
+def preview_route(
+    body: PreviewIn, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+) -> RoutePreview:
+    """试派单: the categories, 权责清单 rules and units routing would choose; nothing is saved."""
+    return dispatch_service.preview(session=session, actor=actor, appeal=body, local_hour=body.local_hour)

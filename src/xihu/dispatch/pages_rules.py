@@ -1,4 +1,4 @@
-"""HTML pages of the responsibility table (权责清单): list, add, edit, deactivate, history (admins)."""
+"""HTML pages of the 权责清单: list, add, edit, deactivate, history, and 试派单 (admins)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from starlette.datastructures import FormData
 from xihu.core.errors import DomainError
 from xihu.core.security import Actor
 from xihu.dispatch import responsibility, rules
-from xihu.dispatch.schemas import RuleCreate, RuleHistoryRead, RuleUpdate
+from xihu.dispatch import service as dispatch_service
+from xihu.dispatch.schemas import PreviewIn, RuleCreate, RuleHistoryRead, RuleUpdate
 from xihu.places import service as places_service
 from xihu.places.enums import PlaceType, UnitKind
 from xihu.web.deps import get_actor, get_session, verify_csrf_form
@@ -23,7 +24,9 @@ from xihu.web.templating import render
 router = APIRouter(include_in_schema=False)
 
 PAGE = "/staff/dispatch/rules"
+TRY_PAGE = PAGE + "/try"
 PERMISSION = "dispatch.manage"
+TRY_FIELDS = ("description", "title", "area_id", "address", "place_type", "local_hour", "category_hint")
 FIELDS = ("category", "keywords", "place_type", "hour_from", "hour_to", "street_id", "target", "unit_id")
 FIELD_LABELS = {
     "category": "类别",
@@ -80,6 +83,17 @@ def _describe(h: RuleHistoryRead, names: dict[int, str]) -> list[str]:
     ]
 
 
+def _areas(session: Session) -> tuple[list[Any], dict[int, list[Any]]]:
+    """Streets, and each street's communities/villages (for the area pickers)."""
+    streets = places_service.list_units(session=session, kinds=[UnitKind.street])
+    communities = places_service.list_units(session=session, kinds=[UnitKind.community, UnitKind.village])
+    by_street: dict[int, list[Any]] = {s.id: [] for s in streets}
+    for c in communities:
+        if c.parent_id in by_street:
+            by_street[c.parent_id].append(c)
+    return streets, by_street
+
+
 def _page(
     request: Request,
     session: Session,
@@ -92,13 +106,8 @@ def _page(
 ) -> Response:
     table = responsibility.list_rules(session=session, actor=actor, include_inactive=True)
     changes = responsibility.history(session=session, actor=actor, limit=50)
-    streets = places_service.list_units(session=session, kinds=[UnitKind.street])
-    communities = places_service.list_units(session=session, kinds=[UnitKind.community, UnitKind.village])
+    streets, by_street = _areas(session)
     departments = places_service.list_units(session=session, kinds=[UnitKind.department])
-    by_street: dict[int, list[Any]] = {s.id: [] for s in streets}
-    for c in communities:
-        if c.parent_id in by_street:
-            by_street[c.parent_id].append(c)
     ids = {
         int(v)
         for h in changes
@@ -154,21 +163,75 @@ def rules_page(
     return _page(request, session, actor, edit_id=edit)
 
 
+def _messages(exc: ValidationError) -> list[str]:
+    # rule-level checks have an empty location, which the shared translator does not expect
+    parts = []
+    for err in exc.errors():
+        field = FIELD_LABELS.get(str(err["loc"][-1]), "") if err.get("loc") else ""
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{field}：{msg}" if field else msg)
+    return parts
+
+
 def _failed(
     request: Request, session: Session, actor: Actor, exc: Exception, what: str, **kw: Any
 ) -> Response:
     session.rollback()
     if isinstance(exc, ValidationError):
-        # rule-level checks have an empty location, which the shared translator does not expect
-        parts = []
-        for err in exc.errors():
-            field = FIELD_LABELS.get(str(err["loc"][-1]), "") if err.get("loc") else ""
-            msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            parts.append(f"{field}：{msg}" if field else msg)
-        message, status = "；".join(parts) or "输入有误", 422
+        message, status = "；".join(_messages(exc)) or "输入有误", 422
     else:
         message, status = error_text(exc)
     return _page(request, session, actor, error=f"{what}未成功：{message}", status=status, **kw)
+
+
+@router.get(TRY_PAGE)
+def try_page(
+    request: Request,
+    actor: Actor = Depends(get_actor),
+    session: Session = Depends(get_session),
+) -> Response:
+    """试派单: type an appeal and see which category, rule and unit routing would choose; nothing is saved."""
+    redirect = staff_or_redirect(request, actor, PERMISSION)
+    if redirect is not None:
+        return redirect
+    values = {name: request.query_params.get(name, "").strip() for name in TRY_FIELDS}
+    streets, by_street = _areas(session)
+    result, error, status = None, None, 200
+    if values["description"]:
+        area = int(values["area_id"]) if values["area_id"].isdigit() else None
+        parent = {c.id: s for s, cs in by_street.items() for c in cs}
+        try:
+            ask = PreviewIn.model_validate(
+                {
+                    "description": values["description"],
+                    "title": values["title"],
+                    "street_id": parent.get(area, area) if area else None,
+                    "community_id": area if area in parent else None,
+                    "address": values["address"],
+                    "place_type": values["place_type"] or None,
+                    "category_hint": values["category_hint"] or None,
+                    "local_hour": values["local_hour"] or None,
+                }
+            )
+            result = dispatch_service.preview(
+                session=session, actor=actor, appeal=ask, local_hour=ask.local_hour
+            )
+        except ValidationError as exc:
+            error, status = error_text(exc)
+    return render(
+        request,
+        "dispatch/try.html",
+        status,
+        actor=actor,
+        values=values,
+        result=result,
+        error=error,
+        categories=rules.CATEGORIES,
+        place_types=list(PlaceType),
+        streets=streets,
+        communities_by_street=by_street,
+        page=PAGE,
+    )
 
 
 @router.post(PAGE, dependencies=[Depends(verify_csrf_form)])

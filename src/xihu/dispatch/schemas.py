@@ -52,6 +52,38 @@ class Suggestion(BaseModel):
         return self.candidates[0] if self.candidates else None
 
 
+class PreviewRow(BaseModel):
+    """试派单: one scored category and the unit the responsibility table gives it (None: no rule applies)."""
+
+    category: str
+    probability: float
+    features: list[str]
+    unit_id: int | None
+    unit_name: str
+    rule: str
+
+
+class RoutePreview(BaseModel):
+    """试派单: what routing would do with an appeal; nothing is recorded."""
+
+    rows: list[PreviewRow]
+    auto: bool
+    threshold: float
+    model_version: str
+    local_hour: int | None
+    street_name: str
+    community_name: str
+    location_reason: str
+
+
+class PreviewIn(RoutingInput):
+    """试派单 request: an appeal as routing sees it, optionally as if it arrived at another hour."""
+
+    description: str = Field(min_length=1, max_length=5000)
+    place_type: PlaceType | None = None
+    local_hour: int | None = Field(default=None, ge=0, le=23)
+
+
 class ModelVersionRead(BaseModel):
     """A trained category model version with its training metrics (cross-validated on the training data)."""
 

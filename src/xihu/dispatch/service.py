@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from xihu.core import clock
 from xihu.core.db import memo, remember
+from xihu.core.security import Actor, authorize
 from xihu.dispatch import feedback as _feedback  # noqa: F401 - subscribes to staff corrections
 from xihu.dispatch import location, model_cache, responsibility, rules
 from xihu.dispatch.models import DispatchDecision
-from xihu.dispatch.schemas import Candidate, RoutingInput, Suggestion
+from xihu.dispatch.schemas import Candidate, PreviewRow, RoutePreview, RoutingInput, Suggestion
 from xihu.places import service as places_service
 
 RULES_VERSION = "rules-v1"
@@ -75,13 +77,20 @@ def score_ahead(*, session: Session, texts: Sequence[str]) -> None:
         remember(session, _scored(version, text), probs)
 
 
-def route(*, session: Session, appeal: RoutingInput) -> Suggestion:
-    """Category (trained model, else keyword rules) -> unit (权责清单) at the located place.
+class _Routed(NamedTuple):
+    """One scored category and what the responsibility table makes of it at the located place."""
 
-    `auto` only when the category probability reaches the model's threshold (chosen by cross-validation for
-    the target precision) and the responsibility table names a unit; otherwise the dispatcher decides
-    among the top suggestions and their reasons.
-    """
+    category: str
+    probability: float
+    why: list[str]
+    unit_id: int | None
+    unit_reason: str
+
+
+def _routed(
+    session: Session, appeal: RoutingInput, local_hour: int | None
+) -> tuple[list[_Routed], float, str, tuple[int | None, int | None, str]]:
+    """Each scored category with its unit, the auto threshold, the model version and the location found."""
     text = routing_text(appeal.title, appeal.description)
     street_id, community_id, location_reason = location.locate(
         session=session,
@@ -94,40 +103,108 @@ def route(*, session: Session, appeal: RoutingInput) -> Suggestion:
     if appeal.street_id is not None and appeal.place_type is None:
         location_reason = "群众选择或受理员填写的地点"
     scored, threshold, version = _category_scores(session, text, appeal.category_hint)
-    local = clock.local(clock.now())
-    hour = local.hour if local is not None else None
-    candidates: list[Candidate] = []
+    rows = []
     for category, p, why in scored:
         unit_id, unit_reason = responsibility.resolve(
             session=session,
             category=category,
             text=text,
             place_type=appeal.place_type,
-            local_hour=hour,
+            local_hour=local_hour,
             street_id=street_id,
             community_id=community_id,
         )
-        if unit_id is None:
-            continue
-        name = places_service.unit_names(session=session, unit_ids={unit_id}).get(unit_id, "")
-        reasons = [f"类别「{category}」概率 {p:.0%}", *why, unit_reason, location_reason]
-        candidates.append(
-            Candidate(
-                category=category,
-                unit_id=unit_id,
-                unit_name=name,
-                confidence=round(min(max(p, 0.0), 1.0), 4),
-                reasons=[r for r in reasons if r],
-            )
+        rows.append(_Routed(category, float(p), why, unit_id, unit_reason))
+    return rows, threshold, version, (street_id, community_id, location_reason)
+
+
+def _confidence(probability: float) -> float:
+    return round(min(max(probability, 0.0), 1.0), 4)
+
+
+def _is_auto(rows: Sequence[_Routed], threshold: float) -> bool:
+    """Sure enough to dispatch alone: the top category reaches the threshold and the table names its unit."""
+    return bool(rows) and rows[0].unit_id is not None and _confidence(rows[0].probability) >= threshold
+
+
+def _local_hour() -> int | None:
+    local = clock.local(clock.now())
+    return local.hour if local is not None else None
+
+
+def route(*, session: Session, appeal: RoutingInput) -> Suggestion:
+    """Category (trained model, else keyword rules) -> unit (权责清单) at the located place.
+
+    `auto` only when the category probability reaches the model's threshold (chosen by cross-validation for
+    the target precision) and the responsibility table names a unit; otherwise the dispatcher decides
+    among the top suggestions and their reasons.
+    """
+    rows, threshold, version, (street_id, community_id, location_reason) = _routed(
+        session, appeal, _local_hour()
+    )
+    names = places_service.unit_names(session=session, unit_ids={r.unit_id for r in rows if r.unit_id})
+    candidates = [
+        Candidate(
+            category=r.category,
+            unit_id=r.unit_id,
+            unit_name=names.get(r.unit_id, ""),
+            confidence=_confidence(r.probability),
+            reasons=[
+                x
+                for x in (
+                    f"类别「{r.category}」概率 {r.probability:.0%}",
+                    *r.why,
+                    r.unit_reason,
+                    location_reason,
+                )
+                if x
+            ],
         )
-    best = candidates[0] if candidates else None
-    auto = best is not None and scored[0][0] == best.category and best.confidence >= threshold
+        for r in rows
+        if r.unit_id is not None
+    ]
     return Suggestion(
         candidates=candidates,
-        auto=auto,
+        auto=_is_auto(rows, threshold),
         model_version=version,
         street_id=street_id,
         community_id=community_id,
+        location_reason=location_reason,
+    )
+
+
+def preview(
+    *, session: Session, actor: Actor, appeal: RoutingInput, local_hour: int | None = None
+) -> RoutePreview:
+    """试派单: what routing would do with an appeal, every scored category shown, nothing recorded.
+
+    For admins checking the 权责清单 before and after a change; `local_hour` (0-23) asks as if the appeal
+    arrived at that hour (default: now).
+    """
+    authorize(actor, "dispatch.report")
+    hour = _local_hour() if local_hour is None else local_hour
+    rows, threshold, version, (street_id, community_id, location_reason) = _routed(session, appeal, hour)
+    names = places_service.unit_names(
+        session=session, unit_ids={u for u in (street_id, community_id, *(r.unit_id for r in rows)) if u}
+    )
+    return RoutePreview(
+        rows=[
+            PreviewRow(
+                category=r.category,
+                probability=round(r.probability, 4),
+                features=r.why,
+                unit_id=r.unit_id,
+                unit_name=names.get(r.unit_id, "") if r.unit_id else "",
+                rule=r.unit_reason,
+            )
+            for r in rows
+        ],
+        auto=_is_auto(rows, threshold),
+        threshold=threshold,
+        model_version=version,
+        local_hour=hour,
+        street_name=names.get(street_id, "") if street_id else "",
+        community_name=names.get(community_id, "") if community_id else "",
         location_reason=location_reason,
     )
 

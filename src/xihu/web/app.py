@@ -45,6 +45,9 @@ FIELD_NAMES = {
     "lon": "经度",
     "address": "地址",
     "name": "名称",
+    "local_hour": "时刻",
+    "place_type": "地点类型",
+    "category_hint": "类别",
 }
 
 
