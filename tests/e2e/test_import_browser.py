@@ -39,7 +39,14 @@ def test_clerk_sees_progress_the_first_failed_rows_and_downloads_all(server, tmp
         try:
             page, errors = staff_page(browser, base, "intake")
             page.goto(f"{base}/staff/import")
-            page.set_input_files("input[name=file]", str(upload))
+            # the page's own Chinese button opens the file chooser and then names the file chosen
+            picker = page.locator(".file-pick-button")
+            expect(picker).to_have_text("选择文件")
+            expect(page.locator(".file-pick-names")).to_have_text("未选择文件")
+            with page.expect_file_chooser() as chooser:
+                picker.click()
+            chooser.value.set_files(str(upload))
+            expect(page.locator(".file-pick-names")).to_have_text(upload.name)
             page.click("#import-form button[type=submit]")
             status = page.locator("#import-status")
             expect(status).to_contain_text("已完成")

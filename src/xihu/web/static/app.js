@@ -46,6 +46,30 @@
     });
   }
 
+  // File inputs: a Chinese button and the chosen file names, whatever the language of the browser (an
+  // English-locale browser would say "Choose File"). Without this script the native control shows.
+  function filePicker(input) {
+    var box = document.createElement("span"), button = document.createElement("span");
+    var names = document.createElement("span");
+    box.className = "file-pick";
+    button.className = "btn btn-ghost btn-sm file-pick-button";
+    button.setAttribute("aria-hidden", "true");
+    button.textContent = input.getAttribute("data-pick-label") || "选择文件";
+    names.className = "file-pick-names";
+    input.parentNode.insertBefore(box, input);
+    box.appendChild(input);
+    box.appendChild(button);
+    box.appendChild(names);
+    function show() {
+      var files = Array.prototype.map.call(input.files || [], function (f) { return f.name; });
+      names.textContent = files.length === 0 ? "未选择文件"
+        : files.length === 1 ? files[0] : "已选 " + files.length + " 个：" + files.join("、");
+    }
+    input.addEventListener("change", show);
+    if (input.form) input.form.addEventListener("reset", function () { setTimeout(show, 0); });
+    show();
+  }
+
   // SLA countdowns tick every 30 seconds.
   function tickDue() {
     var now = Date.now();
@@ -198,6 +222,8 @@
     document.querySelectorAll("input[type=file][data-max-files]").forEach(function (i) {
       i.addEventListener("change", function () { previewPhotos(i); });
     });
+    // after the photo check, which may empty the input
+    document.querySelectorAll("input[type=file]").forEach(filePicker);
     document.querySelectorAll(".check-all").forEach(function (c) {
       c.addEventListener("change", function () {
         var form = c.closest("form");
