@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conftest import login
 from model_versions import SYSTEM, active_versions, add_feedback, train_demo
 from xihu.core import clock, longjobs
 from xihu.core.errors import Conflict
+from xihu.core.outbox import OutboxMessage
 from xihu.core.security import Role, User
 from xihu.dispatch import registry, retraining_runs, training
 from xihu.dispatch.jobs import TRAINING
@@ -126,6 +128,7 @@ def test_admin_retrains_from_the_page_and_the_api(
     login(client, make_user(Role.admin, None).username)
     page = client.get("/staff/dispatch/models").text
     assert 'data-testid="retrain"' in page and "尚未学到的纠错反馈 2 条" in page
+    assert "纠错反馈满 50 条、且距上次训练已满 7 天，后台会自动训练新版本" in page  # the default settings
 
     csrf = client.cookies.get("xihu_csrf")
     sent = client.post("/staff/dispatch/models/retrain", data={"csrf_token": csrf}, follow_redirects=False)
@@ -179,3 +182,73 @@ def test_a_retraining_run_deletes_the_files_of_versions_that_were_never_saved(
     session.expire_all()
     trained = retraining_runs.training_job(session=session, actor=SYSTEM, job_id=job.id).version
     assert trained in left and training.prune_unsaved_versions(session=session, data_dir=data_dir) == []
+
+
+def _told(session: Session, user: User) -> list[str]:
+    rows = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.user_id == user.id).order_by(OutboxMessage.id)
+    )
+    return [m.subject for m in rows]
+
+
+def test_a_retraining_run_starts_on_its_own_when_due_and_admins_are_told_how_it_ended(
+    session: Session,
+    session_factory,  # type: ignore[no-untyped-def]
+    data_dir: Path,
+    make_user: Callable[..., User],
+) -> None:
+    admin, dispatcher = make_user(Role.admin, None), make_user(Role.dispatcher)
+    base = train_demo(session, data_dir)
+    add_feedback(
+        session, ("return", "公交站台遮雨棚坏了", "交通运输"), ("manual", "站台没有遮雨棚", "交通运输")
+    )
+    due = {"session": session, "data_dir": data_dir, "min_feedback": 2, "interval": timedelta(hours=24)}
+    assert retraining_runs.start_due_retrain(**due) is None  # the active version is minutes old
+    clock.advance(timedelta(hours=25))
+    assert retraining_runs.start_due_retrain(**{**due, "min_feedback": 3}) is None  # two corrections only
+    assert retraining_runs.start_due_retrain(**{**due, "min_feedback": 0}) is None  # turned off
+    job = retraining_runs.start_due_retrain(**due)
+    assert job is not None and job.status == "queued"
+    assert job.created_by == retraining_runs.AUTO_RETRAIN_BY and job.note == "自动：2 条新纠错"
+    assert retraining_runs.start_due_retrain(**due) is None  # one run at a time, and not again so soon
+    session.commit()
+    _claim(session_factory, job.id)
+    retraining_runs.run_training_job(session_factory, job.id, data_dir)
+    session.expire_all()
+    done = retraining_runs.training_job(session=session, actor=SYSTEM, job_id=job.id)
+    assert done.status == "finished" and done.version is not None
+    assert active_versions(session) == [base.version]  # reviewed by people before it is used
+    assert _told(session, admin) == [f"派单模型已自动重新训练：版本 {done.version}"]
+    assert _told(session, dispatcher) == []
+
+    clock.advance(timedelta(hours=23))
+    assert retraining_runs.start_due_retrain(**due) is None  # the last run is younger than the interval
+    clock.advance(timedelta(hours=2))
+    (data_dir / base.path).parent.joinpath(registry.ROWS_FILE).unlink()
+    assert retraining_runs.start_due_retrain(**due) is None  # it could not start: not due, nothing queued
+    again = retraining_runs.latest_training_job(session=session, actor=SYSTEM)
+    assert again is not None and again.id == job.id
+
+
+def test_a_failed_automatic_run_is_reported_to_admins(
+    session: Session,
+    session_factory,  # type: ignore[no-untyped-def]
+    data_dir: Path,
+    make_user: Callable[..., User],
+) -> None:
+    admin = make_user(Role.admin, None)
+    base = train_demo(session, data_dir)
+    add_feedback(session, ("return", "公交站台遮雨棚坏了", "交通运输"))
+    clock.advance(timedelta(days=8))
+    job = retraining_runs.start_due_retrain(
+        session=session, data_dir=data_dir, min_feedback=1, interval=timedelta(days=7)
+    )
+    assert job is not None
+    session.commit()
+    (data_dir / base.path).parent.joinpath(registry.ROWS_FILE).unlink()  # lost after it was queued
+    _claim(session_factory, job.id)
+    retraining_runs.run_training_job(session_factory, job.id, data_dir)
+    session.expire_all()
+    assert _told(session, admin) == ["派单模型自动重新训练未成功"]
+    body = session.scalar(select(OutboxMessage.body).where(OutboxMessage.user_id == admin.id))
+    assert body is not None and "没有保存训练样本" in body

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     pii_key: str = ""
     # Former keys, comma separated: still read after a rotation until `xihu privacy rotate-key` has run.
     pii_old_keys: str = ""
+    # Dispatchers' corrections become training rows; a worker retrains on its own once this many have come in
+    # since the active version and the last run is at least retrain_interval_hours old (0 turns it off). The
+    # new version is not activated: admins are told to review it on the models page.
+    retrain_min_feedback: int = 50
+    retrain_interval_hours: float = 168.0
     district_name: str = "西湖区"
     city_name: str = "杭州市"
 

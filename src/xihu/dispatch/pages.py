@@ -6,6 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from xihu.core.config import Settings
 from xihu.core.errors import DomainError
 from xihu.core.security import Actor
 from xihu.dispatch import registry, retraining_runs, training
@@ -44,7 +45,15 @@ def _models_page(
         error=error,
         done=request.query_params.get("done", ""),
         job=retraining_runs.latest_training_job(session=session, actor=actor),
+        auto_retrain=_auto_retrain(request.app.state.settings),
     )
+
+
+def _auto_retrain(settings: Settings) -> dict[str, object]:
+    """When the worker retrains on its own, in words for the page."""
+    hours = settings.retrain_interval_hours
+    every = f"{hours / 24:g} 天" if hours >= 24 and hours % 24 == 0 else f"{hours:g} 小时"
+    return {"min_feedback": settings.retrain_min_feedback, "every": every}
 
 
 @router.get(MODELS_PAGE)

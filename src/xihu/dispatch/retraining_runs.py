@@ -6,27 +6,30 @@ and shown with their state.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from xihu.core import clock
+from xihu.core import clock, outbox
 from xihu.core.errors import Conflict, DomainError, NotFound
 from xihu.core.jobs import notify_workers
 from xihu.core.longjobs import waiting_hint
-from xihu.core.security import Actor, User, authorize
+from xihu.core.security import Actor, Role, User, authorize, list_users_with_role
 from xihu.dispatch import registry, training
-from xihu.dispatch.models import TrainingJob
+from xihu.dispatch.models import ModelVersion, TrainingJob
 from xihu.dispatch.schemas import TrainingJobRead
 
 __all__ = [
+    "AUTO_RETRAIN_BY",
     "FIT_IN_SUBPROCESS",
     "JOB_MAX_ATTEMPTS",
     "JOB_STATUS_LABELS",
     "give_up_training_job",
     "latest_training_job",
     "run_training_job",
+    "start_due_retrain",
     "start_retrain",
     "training_job",
 ]
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 JOB_STATUS_LABELS = {"queued": "排队中", "running": "训练中", "finished": "已完成", "failed": "未成功"}
 JOB_MAX_ATTEMPTS = 2  # a run that kills its process twice (out of memory, say) would do so again
+AUTO_RETRAIN_BY = "自动重新训练"  # who started a run the worker queued on its own (see `start_due_retrain`)
+MODELS_PAGE = "/staff/dispatch/models"
 # Retraining runs in a worker (or, on SQLite, in the web process) fit in a process of their own; tests turn
 # this off to fit in the test process (one test fits apart)
 FIT_IN_SUBPROCESS = True
@@ -84,6 +89,47 @@ def start_retrain(*, session: Session, actor: Actor, data_dir: Path, note: str =
     return _job_read(job)
 
 
+def start_due_retrain(
+    *, session: Session, data_dir: Path, min_feedback: int, interval: timedelta
+) -> TrainingJobRead | None:
+    """Queue a retraining run on the platform's own account when it is due, else None.
+
+    Due: at least `min_feedback` usable corrections the active version has not learnt, and neither a
+    retraining run nor the active version is younger than `interval`. A run that cannot start (no active
+    version, no saved rows) is not due either; the models page tells admins why when they try.
+    """
+    if min_feedback <= 0:
+        return None
+    now = clock.now()
+    last_run = session.scalar(select(func.max(TrainingJob.created_at)))
+    trained = session.scalar(select(ModelVersion.created_at).where(ModelVersion.active.is_(True)).limit(1))
+    if any(at is not None and now - at < interval for at in (last_run, trained)):
+        return None
+    actor = Actor.system(AUTO_RETRAIN_BY)
+    new = training.feedback_not_in_active(session=session, actor=actor)
+    if new < min_feedback:
+        return None
+    try:
+        return start_retrain(session=session, actor=actor, data_dir=data_dir, note=f"自动：{new} 条新纠错")
+    except Conflict as exc:
+        log.info("automatic retraining not started: %s", exc.message)
+        return None
+
+
+def _tell_admins(session: Session, job: TrainingJob) -> None:
+    """Admins learn in their messages how a run the platform started on its own ended."""
+    if job.status == "finished":
+        subject = f"派单模型已自动重新训练：版本 {job.version}"
+        body = f"{job.note}。新版本尚未启用，请在「派单模型」页核对各类别指标后决定是否启用。"
+    else:
+        subject = "派单模型自动重新训练未成功"
+        body = f"{job.note}。原因：{job.error}"
+    for user in list_users_with_role(session=session, role=Role.admin):
+        outbox.enqueue(
+            session=session, channel="inapp", user_id=user.id, subject=subject, body=body, link=MODELS_PAGE
+        )
+
+
 def run_training_job(factory: sessionmaker[Session], job_id: int, data_dir: Path) -> None:
     """Run a retraining job a worker has claimed (see `dispatch.jobs`) to its end, recording the version it
     trained or why it failed. A job another attempt has already ended is left alone."""
@@ -110,6 +156,9 @@ def run_training_job(factory: sessionmaker[Session], job_id: int, data_dir: Path
         session.execute(
             update(TrainingJob).where(TrainingJob.id == job_id).values(finished_at=clock.now(), **outcome)
         )
+        ended = session.get(TrainingJob, job_id)
+        if ended is not None and ended.created_by_id is None and ended.created_by == AUTO_RETRAIN_BY:
+            _tell_admins(session, ended)
         session.commit()
 
 
