@@ -67,7 +67,8 @@ def concerns(candidate: Mapping[str, object], current: Mapping[str, object] | No
     Versions trained on the same rows (a retrain adds feedback to the active version's rows) are compared on
     those rows: corrections are the appeals the model found hard, so adding even right ones lowers the
     figures over all rows (on the demo, 65 right corrections took macro-F1 from 94.4% to 92.3%), while on
-    what the two have in common the new version may do as well as before.
+    what the two have in common the new version may do as well as before. Versions trained on different
+    rows are compared as they are, and the message says their samples differ.
     """
     found: list[str] = []
     precision = _figure(candidate, "auto_precision")
@@ -85,6 +86,9 @@ def concerns(candidate: Mapping[str, object], current: Mapping[str, object] | No
         new_figures, old_figures = _on_own_rows(candidate), _on_own_rows(current)
         n = (new_figures or {}).get("n") or candidate.get("n_rows")
         prefix = f"在两版共同的 {n} 条训练样本上，" if n else "在两版共同的训练样本上，"
+    elif sha and current.get("rows_sha"):
+        # each figure is cross-validated on its own version's rows: a harder sample lowers it too
+        prefix = "两版训练样本不同（各在自己的样本上交叉验证），"
     if new_figures is None or old_figures is None:
         return found
     for key, name, allowed in (
