@@ -47,7 +47,8 @@ def _unit(session: Session, code: str) -> int:
 
 def _resolve(session: Session, **kw: Any) -> tuple[int | None, str]:
     kw.setdefault("text", "")
-    return responsibility.resolve(session=session, **kw)
+    found = responsibility.resolve(session=session, **kw)
+    return found.unit_id, found.reason
 
 
 def test_seed_defaults_is_idempotent_and_maps_each_category(session: Session) -> None:

@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 
 from xihu.core.errors import DomainError
 from xihu.core.security import Actor
-from xihu.dispatch import responsibility, rules
+from xihu.dispatch import responsibility, rule_usage, rules
 from xihu.dispatch import service as dispatch_service
 from xihu.dispatch.schemas import PreviewIn, RuleCreate, RuleHistoryRead, RuleUpdate
 from xihu.places import service as places_service
@@ -134,6 +134,8 @@ def _page(
         status,
         actor=actor,
         table=table,
+        usage=rule_usage.usage(session=session, actor=actor),
+        usage_days=rule_usage.DAYS,
         changes=[(h, _describe(h, names)) for h in changes],
         editing=editing,
         values=values or {"target": "unit"},

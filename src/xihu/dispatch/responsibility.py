@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -267,6 +267,15 @@ def _hour_ok(rule: _Rule | ResponsibilityRule, local_hour: int | None) -> bool:
     return local_hour >= start or local_hour < end  # spans midnight, e.g. 22 -> 6
 
 
+class Resolution(NamedTuple):
+    """What the table answers for a category at a place: the unit (None: the dispatcher decides), why, and
+    the rule that decided (None when none applies)."""
+
+    unit_id: int | None
+    reason: str
+    rule_id: int | None
+
+
 def resolve(
     *,
     session: Session,
@@ -276,8 +285,8 @@ def resolve(
     local_hour: int | None = None,
     street_id: int | None = None,
     community_id: int | None = None,
-) -> tuple[int | None, str]:
-    """(responsible unit id, Chinese reason) by the most specific active matching rule.
+) -> Resolution:
+    """(responsible unit id, Chinese reason, rule id) by the most specific active matching rule.
 
     A rule targeting the street/community answers with the appeal's own street or community, or None when
     the location is unknown (the dispatcher then decides).
@@ -312,7 +321,7 @@ def resolve(
         if best_key is None or key > best_key:
             best_key, best = key, (rule, parts)
     if best is None:
-        return None, f"权责清单中没有适用于「{category}」的规则，由派单员确定责任单位"
+        return Resolution(None, f"权责清单中没有适用于「{category}」的规则，由派单员确定责任单位", None)
     rule, parts = best
     names = places_service.unit_names(
         session=session, unit_ids={u for u in (rule.street_id, rule.unit_id, street_id, community_id) if u}
@@ -320,12 +329,12 @@ def resolve(
     conds = [f"区域：{names.get(rule.street_id, '')}" if p == "area" and rule.street_id else p for p in parts]
     head = f"权责清单第 {rule.id} 条：{category}" + ("，" + "，".join(conds) if conds else "")
     if rule.target == "unit":
-        return rule.unit_id, f"{head} → {names.get(rule.unit_id or 0, '')}"
+        return Resolution(rule.unit_id, f"{head} → {names.get(rule.unit_id or 0, '')}", rule.id)
     if rule.target == "community" and community_id is not None:
-        return community_id, f"{head} → 属地社区/村 {names.get(community_id, '')}"
+        return Resolution(community_id, f"{head} → 属地社区/村 {names.get(community_id, '')}", rule.id)
     if street_id is not None:
-        return street_id, f"{head} → 属地街道/镇 {names.get(street_id, '')}"
-    return None, f"{head} → 属地办理，但位置不明，由派单员确定"
+        return Resolution(street_id, f"{head} → 属地街道/镇 {names.get(street_id, '')}", rule.id)
+    return Resolution(None, f"{head} → 属地办理，但位置不明，由派单员确定", rule.id)
 
 
 def list_rules(*, session: Session, actor: Actor, include_inactive: bool = False) -> list[RuleRead]:

@@ -34,6 +34,7 @@ class Candidate(BaseModel):
     unit_name: str
     confidence: float = Field(ge=0, le=1)
     reasons: list[str]
+    rule_id: int | None = None  # the 权责清单 rule that named the unit (not kept before 2026-12)
 
 
 class Suggestion(BaseModel):
@@ -61,6 +62,7 @@ class PreviewRow(BaseModel):
     unit_id: int | None
     unit_name: str
     rule: str
+    rule_id: int | None
 
 
 class RoutePreview(BaseModel):

@@ -85,6 +85,7 @@ class _Routed(NamedTuple):
     why: list[str]
     unit_id: int | None
     unit_reason: str
+    rule_id: int | None
 
 
 def _routed(
@@ -105,7 +106,7 @@ def _routed(
     scored, threshold, version = _category_scores(session, text, appeal.category_hint)
     rows = []
     for category, p, why in scored:
-        unit_id, unit_reason = responsibility.resolve(
+        unit_id, unit_reason, rule_id = responsibility.resolve(
             session=session,
             category=category,
             text=text,
@@ -114,7 +115,7 @@ def _routed(
             street_id=street_id,
             community_id=community_id,
         )
-        rows.append(_Routed(category, float(p), why, unit_id, unit_reason))
+        rows.append(_Routed(category, float(p), why, unit_id, unit_reason, rule_id))
     return rows, threshold, version, (street_id, community_id, location_reason)
 
 
@@ -149,6 +150,7 @@ def route(*, session: Session, appeal: RoutingInput) -> Suggestion:
             unit_id=r.unit_id,
             unit_name=names.get(r.unit_id, ""),
             confidence=_confidence(r.probability),
+            rule_id=r.rule_id,
             reasons=[
                 x
                 for x in (
@@ -196,6 +198,7 @@ def preview(
                 unit_id=r.unit_id,
                 unit_name=names.get(r.unit_id, "") if r.unit_id else "",
                 rule=r.unit_reason,
+                rule_id=r.rule_id,
             )
             for r in rows
         ],
