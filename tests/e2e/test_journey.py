@@ -234,7 +234,19 @@ def test_admin_manages_dispatch_models_rules_and_sees_quality(server) -> None:  
             admin.screenshot(path=str(SHOTS / "dispatch_feedback_desktop.png"), full_page=True)
             admin.goto(f"{base}/staff/dispatch/rules")
             expect(admin.locator("body")).to_contain_text("区住建局")
+            # each rule's record over the demo's appeals
+            expect(admin.locator("[data-testid^=usage-]", has_text="首选").first).to_be_visible()
             admin.screenshot(path=str(SHOTS / "responsibility_rules_desktop.png"), full_page=True)
+            # 试派单: an evening appeal at a named place, shown with each category's rule and unit
+            admin.get_by_test_id("try-link").click()
+            admin.fill(
+                "textarea[name=description]", "翠苑一区北门晚上有人占道摆摊卖菜，垃圾扔一地，车子也开不进来"
+            )
+            admin.fill("input[name=local_hour]", "21")
+            admin.locator("[data-testid=try-form] button[type=submit]").click()
+            expect(admin.get_by_test_id("try-result")).to_contain_text("按 21 时来件")
+            expect(admin.locator("[data-testid=try-rows] tbody tr").first).to_contain_text("权责清单第")
+            admin.screenshot(path=str(SHOTS / "dispatch_try_desktop.png"), full_page=True)
             admin.goto(f"{base}/staff/dispatch/report")
             expect(admin.locator("h1")).to_contain_text("派单质量")
             expect(admin.locator("table").first).to_contain_text("W")
