@@ -24,8 +24,10 @@ class DispatchDecision(Base):
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the 权责清单 rule that named the unit (no foreign key: a decision outlives edits of the table)
+    rule_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
 
 
 class ModelVersion(Base):

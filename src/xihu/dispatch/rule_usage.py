@@ -52,26 +52,30 @@ Decided = tuple[int, int | None, str | None, bool]  # rule id, unit id, category
 
 
 def _first_decisions(session: Session, since: datetime) -> dict[int, Decided]:
-    """appeal id -> (rule id, unit id, category, auto) of its first decision in the period naming a rule."""
+    """appeal id -> (rule id, unit id, category, auto) of its first decision in the period, when that names a
+    rule (decisions recorded before rules were named do not)."""
+    # No ORDER BY: on SQLite it would trade the time index for a scan of the whole table in id order; the
+    # first decision of each appeal is picked here instead.
     rows = session.execute(
         select(
+            DispatchDecision.id,
             DispatchDecision.appeal_id,
+            DispatchDecision.rule_id,
             DispatchDecision.unit_id,
             DispatchDecision.category,
             DispatchDecision.auto,
-            DispatchDecision.candidates,
-        )
-        .where(DispatchDecision.created_at >= since)
-        .order_by(DispatchDecision.id)
+        ).where(DispatchDecision.created_at >= since)
     )
-    first: dict[int, Decided] = {}
-    for appeal_id, unit_id, category, auto, candidates in rows:
-        if appeal_id in first or not candidates:
-            continue
-        rule_id = candidates[0].get("rule_id")
-        if isinstance(rule_id, int):
-            first[appeal_id] = (rule_id, unit_id, category, bool(auto))
-    return first
+    first: dict[int, tuple[int, int | None, int | None, str | None, bool]] = {}
+    for decision_id, appeal_id, rule, unit_id, category, auto in rows:
+        known = first.get(appeal_id)
+        if known is None or decision_id < known[0]:
+            first[appeal_id] = (decision_id, rule, unit_id, category, bool(auto))
+    return {
+        appeal_id: (rule, unit_id, category, auto)
+        for appeal_id, (_, rule, unit_id, category, auto) in first.items()
+        if rule is not None
+    }
 
 
 def usage(*, session: Session, actor: Actor, days: int = DAYS) -> dict[int, RuleUsage]:
@@ -86,9 +90,7 @@ def usage(*, session: Session, actor: Actor, days: int = DAYS) -> dict[int, Rule
             DispatchFeedback.kind,
             DispatchFeedback.unit_id,
             DispatchFeedback.category,
-        )
-        .where(DispatchFeedback.created_at >= since)
-        .order_by(DispatchFeedback.id)
+        ).where(DispatchFeedback.created_at >= since)
     )
     for appeal_id, kind, unit_id, category in feedback:
         decided = first.get(appeal_id)

@@ -221,6 +221,7 @@ def record_decision(*, session: Session, appeal_id: int, suggestion: Suggestion)
             model_version=suggestion.model_version,
             category=best.category if best else None,
             unit_id=best.unit_id if best else None,
+            rule_id=best.rule_id if best else None,
             confidence=best.confidence if best else 0.0,
             auto=suggestion.auto,
             candidates=[c.model_dump() for c in suggestion.candidates],
