@@ -18,6 +18,7 @@ from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel
 from xihu.appeals.models import Appeal, AppealEvent, IdempotencyKey, RoutingTask
 from xihu.appeals.schemas import AppealCreate, SubmitResult
+from xihu.appeals.service import intake as appeal_intake
 from xihu.core.audit import AuditEntry
 from xihu.core.db import make_session_factory
 from xihu.core.security import Actor
@@ -183,7 +184,7 @@ def test_a_tracking_code_drawn_twice_is_drawn_again(
     before = _rows(session)
     taken = f"XH{uuid.uuid4().hex[:12].upper()}"
     draws = iter([taken, taken, f"XH{uuid.uuid4().hex[:12].upper()}"])
-    monkeypatch.setattr(appeal_service, "_tracking_code", lambda: next(draws))
+    monkeypatch.setattr(appeal_intake, "_tracking_code", lambda: next(draws))
     first = _submit(session, street, f"code-{uuid.uuid4().hex}")
     second = _submit(session, street, f"code-{uuid.uuid4().hex}")
     assert first.tracking_code == taken

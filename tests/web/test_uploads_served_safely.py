@@ -63,12 +63,12 @@ def small_client(
     settings: Settings, session_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[TestClient, Settings]]:
     """The real app with small upload caps: 2 KB a photo, 2 photos (so 6 KB a request body)."""
-    from xihu.appeals import service as appeal_service
+    from xihu.appeals.service import intake as appeal_intake
     from xihu.web.app import create_app
 
     small = settings.model_copy(update={"max_upload_bytes": 2048, "max_photos": 2})
     # the intake service reads the process-wide settings; this app's caps must apply there too
-    monkeypatch.setattr(appeal_service, "get_settings", lambda: small)
+    monkeypatch.setattr(appeal_intake, "get_settings", lambda: small)
     application = create_app(small)
     application.state.session_factory = session_factory
     with TestClient(application) as c:

@@ -26,6 +26,7 @@ from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import State
 from xihu.appeals.models import Appeal
 from xihu.appeals.schemas import PublicSimilarAppeal, SimilarAppeal
+from xihu.appeals.service import access as appeal_access
 from xihu.core import clock, geo
 from xihu.core.errors import NotFound
 from xihu.core.privacy import mask_text
@@ -221,7 +222,7 @@ def similar_to_appeal(
 
     A unit-scoped actor only sees appeals within its own scope.
     """
-    appeal = appeal_service._load(session, actor, appeal_id, lock=False)
+    appeal = appeal_access._load(session, actor, appeal_id, lock=False)
     found = _matches(
         session,
         text=f"{appeal.title} {appeal.description}",
@@ -234,5 +235,5 @@ def similar_to_appeal(
         since=clock.as_utc(appeal.created_at) - timedelta(days=days),
     )
     if appeal_service.read_scope(session=session, actor=actor) is not None:
-        found = [m for m in found if appeal_service._scope_ok(session, actor, m.appeal)]
+        found = [m for m in found if appeal_access._scope_ok(session, actor, m.appeal)]
     return [_staff_row(m) for m in found[:limit]]
