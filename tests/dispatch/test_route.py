@@ -236,3 +236,26 @@ def test_the_citizen_timeline_names_the_unit_and_keeps_the_models_reasons_for_st
     assert "文本特征" not in step.message and "权责清单" not in step.message
     decision = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
     assert any(r.startswith("文本特征") for r in decision[0]["reasons"])
+
+
+def test_the_appeal_page_says_whether_the_router_dispatched_alone_and_with_which_model(
+    client, session, demo_model, make_user
+) -> None:
+    held = _held_back(session)
+    model_cache.reset_cache()  # the demo model's own threshold again
+    sure = appeal_service.submit(
+        session=session,
+        actor=Actor.citizen(),
+        appeal_in=AppealCreate(description=LAMP, street_id=factories.unit(session, "330106004")),
+        channel=Channel.web,
+    )
+    assert sure.state != "submitted"  # the demo model is sure of the lamp
+    login(client, make_user("admin").username)
+    shown = {}
+    for appeal_id in (held.id, sure.id):
+        page = client.get(f"/staff/appeals/{appeal_id}").text
+        meta = page.split('data-testid="decision-meta">', 1)[1].split("</p>", 1)[0]
+        assert demo_model.version in meta
+        shown[appeal_id] = meta
+    assert "未达自动派单把握" in shown[held.id] and "已自动派单" not in shown[held.id]
+    assert "已自动派单" in shown[sure.id]

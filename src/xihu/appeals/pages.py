@@ -387,9 +387,9 @@ def _detail_page(
 ) -> Response:
     appeal = appeal_service.read(session=session, actor=actor, appeal_id=appeal_id)
     returns = appeal_service.returns_of(session=session, actor=actor, appeal_ids=[appeal_id])
+    decision = appeal_service.routing_decision(session=session, actor=actor, appeal_id=appeal_id)
     suggested, suggestions = _after_returns(
-        appeal_service.suggestions_for(session=session, actor=actor, appeal_id=appeal_id),
-        returns.get(appeal_id, []),
+        [c.model_dump() for c in decision.candidates] if decision else [], returns.get(appeal_id, [])
     )
     similar = duplicates.similar_to_appeal(session=session, actor=actor, appeal_id=appeal_id)
     actions = [a for a in appeal.allowed_actions if f"appeal.{a}" in actor.permissions]
@@ -409,6 +409,7 @@ def _detail_page(
         appeal=appeal,
         suggestions=suggestions,
         suggested=suggested,
+        decision=decision,
         similar=similar,
         actions=actions,
         due=_due(appeal.next_due_at, now),

@@ -8,7 +8,13 @@ from xihu.appeals.service.analysis_reads import (
     titles_received,
 )
 from xihu.appeals.service.citizen import rate, reopen, track
-from xihu.appeals.service.dispatch_queue import RETURN_PREFIX, ReturnNote, returns_of, suggestions_for
+from xihu.appeals.service.dispatch_queue import (
+    RETURN_PREFIX,
+    ReturnNote,
+    returns_of,
+    routing_decision,
+    suggestions_for,
+)
 from xihu.appeals.service.dispatching import dispatch, return_to_dispatcher, transfer
 from xihu.appeals.service.handling import (
     assist,
@@ -65,6 +71,7 @@ __all__ = [
     "sign",
     "start",
     "submit",
+    "routing_decision",
     "suggestions_for",
     "supervise",
     "titles_received",

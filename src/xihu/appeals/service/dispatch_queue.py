@@ -12,14 +12,20 @@ from xihu.appeals.models import AppealEvent
 from xihu.appeals.service.access import _load
 from xihu.core.security import Actor, authorize
 from xihu.dispatch import service as dispatch_service
+from xihu.dispatch.schemas import Suggestion
 from xihu.places import service as places_service
+
+
+def routing_decision(*, session: Session, actor: Actor, appeal_id: int) -> Suggestion | None:
+    """The router's last recorded decision for an appeal: candidates, whether it dispatched alone, model."""
+    authorize(actor, "appeal.read")
+    _load(session, actor, appeal_id, lock=False)
+    return dispatch_service.latest_decision(session=session, appeal_id=appeal_id)
 
 
 def suggestions_for(*, session: Session, actor: Actor, appeal_id: int) -> list[dict[str, Any]]:
     """The router's recorded candidates for an appeal (for the dispatch queue)."""
-    authorize(actor, "appeal.read")
-    _load(session, actor, appeal_id, lock=False)
-    decision = dispatch_service.latest_decision(session=session, appeal_id=appeal_id)
+    decision = routing_decision(session=session, actor=actor, appeal_id=appeal_id)
     return [c.model_dump() for c in decision.candidates] if decision else []
 
 
