@@ -257,5 +257,5 @@ def test_the_appeal_page_says_whether_the_router_dispatched_alone_and_with_which
         meta = page.split('data-testid="decision-meta">', 1)[1].split("</p>", 1)[0]
         assert demo_model.version in meta
         shown[appeal_id] = meta
-    assert "未达自动派单把握" in shown[held.id] and "已自动派单" not in shown[held.id]
-    assert "已自动派单" in shown[sure.id]
+    assert "受理时把握不足" in shown[held.id] and "自动派单" not in shown[held.id]
+    assert "受理时自动派单" in shown[sure.id]
