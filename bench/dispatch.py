@@ -4,8 +4,9 @@ De-duplicates on dup_group, holds back a stratified 20% test split, trains on th
 the model defaults, chosen by cross-validation on training data only) and prints one JSON line. Test text is
 made raw-like: raw title + detail where known, else the segmented tokens joined without spaces.
 
-Usage: .venv/bin/python bench/dispatch.py [--members svm,nbsvm]
-(env XIHU_SHARED_DIR overrides /work/shared or ../shared; --members picks ensemble members for ablations)
+Usage: .venv/bin/python bench/dispatch.py [--members svm,nbsvm] [--seed 42]
+(env XIHU_SHARED_DIR overrides /work/shared or ../shared; --members picks ensemble members for ablations;
+--seed picks another split to see how much the figures move with the sample)
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", default=",".join(DEFAULT_MEMBERS), help="comma-separated: svm,nbsvm,cnb")
-    members = tuple(m.strip() for m in parser.parse_args().members.split(",") if m.strip())
+    parser.add_argument("--seed", type=int, default=42, help="random state of the train/test split")
+    args = parser.parse_args()
+    members = tuple(m.strip() for m in args.members.split(",") if m.strip())
 
     rows = dedupe_rows(read_rows(shared_dir() / CSV_NAME))
     labels = [r["label"] for r in rows]
-    train, test = train_test_split(rows, test_size=0.2, stratify=labels, random_state=42)
+    train, test = train_test_split(rows, test_size=0.2, stratify=labels, random_state=args.seed)
     started = time.perf_counter()
     model = CategoryModel(members=members).fit(
         [row_text(r) for r in train],
@@ -76,6 +79,7 @@ def main() -> None:
     load_seconds = load_and_prepare_seconds(model)
     out = {
         "members": list(model.members),
+        "seed": args.seed,
         "n_train": len(train),
         "n_test": result["n"],
         "macro_f1": result["macro_f1"],
