@@ -99,7 +99,9 @@ def demo_server(prefix: str, appeals: int = 20, **settings: str) -> Iterator[dic
     try:
         for args in (["migrate"], ["demo", "--load-only", "--appeals", str(appeals)]):
             done = subprocess.run([XIHU, *args], env=env, capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, f"xihu {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+            assert done.returncode == 0, (
+                f"xihu {' '.join(args)} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+            )
         log = tmp / "server.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
