@@ -205,6 +205,12 @@ def test_cli_train_then_evaluate_prints_the_contract(cli_env: dict[str, str], tm
 
     none = runner.invoke(app, ["dispatch", "evaluate", "--input", str(data), "--json"], env=cli_env)
     assert none.exit_code == 1 and "没有已启用的派单模型" in none.output
+    body = tmp_path / "body.csv"
+    body.write_text("title,body,label\n路灯坏了,小区门口路灯不亮,城乡建设\n", encoding="utf-8")
+    for command in ("evaluate", "train"):
+        refused = runner.invoke(app, ["dispatch", command, "--input", str(body)], env=cli_env)
+        assert refused.exit_code == 1 and "缺少列：text" in refused.output, refused.output
+        assert refused.exception is None or isinstance(refused.exception, SystemExit)  # no traceback
 
     trained = runner.invoke(app, ["dispatch", "train", "--input", str(data), "--note", "cli"], env=cli_env)
     assert trained.exit_code == 0, trained.output
@@ -235,6 +241,13 @@ def test_cli_train_then_evaluate_prints_the_contract(cli_env: dict[str, str], tm
     assert figures["n"] == 3 and figures["accuracy"] == 1.0
     assert all(0.0 <= figures[k] <= 1.0 for k in ("accuracy", "macro_f1", "auto_rate", "auto_precision"))
     assert figures["ms_per_appeal"] > 0
+    # Excel's GBK, with a category this model does not have: scored as wrong, and said so
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("title,text,label\r\n公交车班次太少,早高峰公交车要等半小时。,公交\r\n".encode("gbk"))
+    warned = runner.invoke(app, ["dispatch", "evaluate", "--input", str(gbk), "--json"], env=cli_env)
+    assert warned.exit_code == 0, warned.output
+    assert json.loads(warned.stdout)["n"] == 1 and json.loads(warned.stdout)["accuracy"] == 0.0
+    assert "不在当前模型中" in warned.stderr and "公交（1 条）" in warned.stderr
 
     second = runner.invoke(app, ["dispatch", "train", "--input", str(data), "--no-activate"], env=cli_env)
     assert second.exit_code == 0, second.output

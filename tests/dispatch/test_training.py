@@ -131,6 +131,29 @@ def test_rows_from_csv_reads_both_layouts(tmp_path: Path) -> None:
     ]
 
 
+def test_rows_from_csv_reads_excel_gbk_and_refuses_files_it_cannot_use(tmp_path: Path) -> None:
+    excel = tmp_path / "excel.csv"  # what Excel on Chinese Windows saves: GBK, CRLF, spaces in the header
+    excel.write_bytes("title, text ,label\r\n路灯坏了,小区门口路灯不亮,城乡建设\r\n".encode("gbk"))
+    assert training.rows_from_csv(excel) == [("路灯坏了 小区门口路灯不亮", "城乡建设")]
+
+    wrong_column = tmp_path / "body.csv"
+    wrong_column.write_text("title,body,label\n路灯坏了,小区门口路灯不亮,城乡建设\n", encoding="utf-8")
+    with pytest.raises(Invalid, match="缺少列：text.*title、body、label"):
+        training.rows_from_csv(wrong_column)
+    no_label = tmp_path / "no_label.csv"
+    no_label.write_text("title,text\n路灯坏了,小区门口路灯不亮\n", encoding="utf-8")
+    with pytest.raises(Invalid, match="缺少列：label"):
+        training.rows_from_csv(no_label)
+    header_only = tmp_path / "header_only.csv"
+    header_only.write_text("title,text,label\n", encoding="utf-8")
+    with pytest.raises(Invalid, match="没有带类别标签"):
+        training.rows_from_csv(header_only)
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x81\x30")
+    with pytest.raises(Invalid, match="无法识别文件编码"):
+        training.rows_from_csv(binary)
+
+
 def test_a_fit_apart_gives_the_same_model_and_a_dead_fit_process_fails_the_run_clearly(
     session: Session,
     data_dir: Path,

@@ -18,6 +18,7 @@ from xihu.appeals.enums import Channel, Priority
 from xihu.appeals.models import ImportJob, ImportRowError
 from xihu.appeals.schemas import AppealCreate, ImportResult
 from xihu.core import clock
+from xihu.core.csv_text import decode_csv
 from xihu.core.errors import DomainError, Invalid, NotFound
 from xihu.core.jobs import notify_workers
 from xihu.core.longjobs import waiting_hint
@@ -74,15 +75,7 @@ def _read_rows(filename: str, data: bytes) -> list[dict[str, str]]:
                 item[LINE] = str(number)
                 rows.append(item)
         return rows
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise Invalid("无法识别文件编码，请使用 UTF-8 或 GBK 编码的 CSV", english="unknown file encoding")
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(decode_csv(data)))
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import re
 import time
@@ -45,6 +46,9 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
 
+from xihu.core.csv_text import decode_csv
+from xihu.core.errors import Invalid
+
 __all__ = [
     "DEFAULT_MEMBERS",
     "LABELS",
@@ -53,6 +57,7 @@ __all__ = [
     "auto_threshold",
     "dedupe_rows",
     "evaluate",
+    "labelled_rows",
     "normalize",
     "read_rows",
     "row_text",
@@ -745,15 +750,43 @@ def dedupe_rows(rows: Iterable[Mapping[str, str | None]]) -> list[Mapping[str, s
     return kept
 
 
+def _reader(path: str | Path) -> csv.DictReader[str]:
+    reader = csv.DictReader(io.StringIO(decode_csv(Path(path).read_bytes())))
+    if reader.fieldnames is not None:  # "title, text, label" as typed by hand
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    return reader
+
+
 def read_rows(path: str | Path) -> list[dict[str, str]]:
-    """Read a UTF-8 (optionally BOM) CSV file into dict rows."""
-    with Path(path).open(encoding="utf-8-sig", newline="") as fh:
-        return list(csv.DictReader(fh))
+    """Rows of a CSV file keyed by its header: UTF-8 with or without BOM, or GBK as Excel saves it."""
+    return list(_reader(path))
+
+
+def labelled_rows(path: str | Path) -> list[dict[str, str]]:
+    """The labelled rows of a CSV with columns title (may be empty), text and/or text_raw, label.
+
+    A file without those columns, or without one labelled row, is refused with a Chinese message rather than
+    scored as if every text were empty.
+    """
+    reader = _reader(path)
+    names = set(reader.fieldnames or ())
+    missing = [c for c in ("text", "label") if c not in names and not (c == "text" and "text_raw" in names)]
+    if missing:
+        found = "、".join(n for n in (reader.fieldnames or ()) if n) or "无"
+        raise Invalid(
+            f"CSV 缺少列：{'、'.join(missing)}"
+            f"（需要 title,text,label 三列，title 可以为空；文件中的列：{found}）",
+            english=f"missing columns: {', '.join(missing)}",
+        )
+    rows = [r for r in reader if (r.get("label") or "").strip()]
+    if not rows:
+        raise Invalid("CSV 中没有带类别标签（label）的样本", english="no labelled rows")
+    return rows
 
 
 def train_from_csv(path: str | Path, progress: Progress | None = None, **params: Any) -> CategoryModel:
     """Train a CategoryModel on a CSV with columns title (optional), text and/or text_raw, label."""
-    rows = [r for r in dedupe_rows(read_rows(path)) if (r.get("label") or "").strip()]
+    rows = dedupe_rows(labelled_rows(path))
     texts = [row_text(r) for r in rows]
     labels = [(r.get("label") or "").strip() for r in rows]
     return CategoryModel(**params).fit(texts, labels, progress=progress)

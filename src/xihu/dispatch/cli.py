@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,7 +92,10 @@ def train(
     """Train a new model version from a CSV (plus labelled feedback) and save it under the data directory."""
     from xihu.dispatch import training
 
-    rows = training.rows_from_csv(input)
+    try:
+        rows = training.rows_from_csv(input)
+    except DomainError as exc:
+        raise _fail(f"读取样本失败：{exc.message}") from exc
     if not rows:
         raise _fail(f"{input} 中没有带类别标签的样本（需要 title,text,label 列）")
     typer.echo(f"读取样本 (rows read): {len(rows)}", err=True)
@@ -188,12 +192,20 @@ def evaluate(
     """Evaluate the active model on a labelled CSV (accuracy, macro-F1, auto-dispatch rate and precision)."""
     from xihu.dispatch import classifier, model_cache
 
-    rows = [r for r in classifier.read_rows(input) if (r.get("label") or "").strip()]
+    try:
+        rows = classifier.labelled_rows(input)
+    except DomainError as exc:
+        raise _fail(f"读取样本失败：{exc.message}") from exc
     with _session() as session:
         loaded = model_cache.active_model(session=session, data_dir=_data_dir())
     if loaded is None:
         raise _fail("没有已启用的派单模型：请先运行 xihu dispatch train 或 xihu dispatch activate")
     model, version = loaded
+    unknown = Counter(label for r in rows if (label := r["label"].strip()) not in model.labels)
+    if unknown:
+        # still scored (as wrong answers), so the figures stay those of the whole file
+        listed = "、".join(f"{label}（{n} 条）" for label, n in unknown.most_common())
+        typer.secho(f"注意：以下类别不在当前模型中，计为分错：{listed}", err=True, fg=typer.colors.YELLOW)
     result = classifier.evaluate(model, rows)
     figures = {key: result[key] for key in EVALUATION_KEYS}
     if as_json:

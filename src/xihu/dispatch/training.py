@@ -35,7 +35,7 @@ from xihu.core.db import unit_of_work
 from xihu.core.errors import Conflict, Invalid
 from xihu.core.security import Actor, authorize
 from xihu.dispatch import registry
-from xihu.dispatch.classifier import CategoryModel, dedupe_rows, read_rows, row_text
+from xihu.dispatch.classifier import CategoryModel, dedupe_rows, labelled_rows, row_text
 from xihu.dispatch.demo_examples import DEMO_EXAMPLES
 from xihu.dispatch.models import DispatchFeedback, ModelVersion
 from xihu.dispatch.schemas import ModelVersionRead
@@ -74,7 +74,7 @@ def rows_from_csv(path: str | Path) -> list[tuple[str, str]]:
     The shared file's segmented `text` is replaced by `text_raw` when present, duplicates of a `dup_group`
     are dropped, and rows without a label are skipped.
     """
-    rows = dedupe_rows(read_rows(path))
+    rows = dedupe_rows(labelled_rows(path))
     out: list[tuple[str, str]] = []
     for row in rows:
         label = (row.get("label") or "").strip()
