@@ -222,7 +222,7 @@ def similar_to_appeal(
 
     A unit-scoped actor only sees appeals within its own scope.
     """
-    appeal = appeal_access._load(session, actor, appeal_id, lock=False)
+    appeal = appeal_access.load(session, actor, appeal_id, lock=False)
     found = _matches(
         session,
         text=f"{appeal.title} {appeal.description}",

@@ -1,4 +1,4 @@
-"""Private helpers the use cases share: timeline steps, state transitions, units, extensions, notices."""
+"""Helpers the use cases share: timeline steps, state transitions, units, extensions, notices."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from xihu.places.enums import UnitKind
 from xihu.places.schemas import UnitRead
 
 
-def _event_row(
+def event_row(
     appeal_id: int,
     action: Action,
     before: State | None,
@@ -31,6 +31,7 @@ def _event_row(
     unit_id: int | None = None,
     public: bool = True,
 ) -> dict[str, Any]:
+    """The values of one timeline step (an `AppealEvent` row), stamped now."""
     return {
         "appeal_id": appeal_id,
         "at": clock.now(),
@@ -57,11 +58,11 @@ def _event(
     unit_id: int | None = None,
     public: bool = True,
 ) -> None:
-    row = _event_row(appeal.id, action, before, after, actor, message, unit_id=unit_id, public=public)
+    row = event_row(appeal.id, action, before, after, actor, message, unit_id=unit_id, public=public)
     session.add(AppealEvent(**row))
 
 
-def _transition(
+def transition(
     session: Session,
     appeal: Appeal,
     action: Action,
@@ -72,6 +73,7 @@ def _transition(
     public: bool = True,
     unit_id: int | None = None,
 ) -> State:
+    """Move the appeal by an action: its new state, a timeline step, an audit entry and an event."""
     before = State(appeal.state)
     after = next_state(before, action)
     appeal.state = after.value
@@ -91,21 +93,23 @@ def _transition(
     return after
 
 
-def _units(session: Session, appeal_id: int) -> list[AppealUnit]:
+def units(session: Session, appeal_id: int) -> list[AppealUnit]:
+    """The appeal's lead and co-handling unit rows, in the order they were added."""
     return list(
         session.scalars(select(AppealUnit).where(AppealUnit.appeal_id == appeal_id).order_by(AppealUnit.id))
     )
 
 
-def _cancel_extensions(session: Session, appeal_id: int) -> None:
+def cancel_extensions(session: Session, appeal_id: int) -> None:
     """A pending extension belongs to the unit that asked; it lapses when the appeal moves on."""
-    req = _pending_extension(session, appeal_id)
+    req = pending_extension(session, appeal_id)
     if req is not None:
         req.status = "lapsed"
         req.decided_at = clock.now()
 
 
-def _pending_extension(session: Session, appeal_id: int) -> ExtensionRequest | None:
+def pending_extension(session: Session, appeal_id: int) -> ExtensionRequest | None:
+    """The appeal's extension request still awaiting a decision, if any."""
     return session.scalar(
         select(ExtensionRequest).where(
             ExtensionRequest.appeal_id == appeal_id, ExtensionRequest.status == "pending"
@@ -113,7 +117,8 @@ def _pending_extension(session: Session, appeal_id: int) -> ExtensionRequest | N
     )
 
 
-def _notify_unit(session: Session, unit_id: int, subject: str, body: str, appeal: Appeal) -> None:
+def notify_unit(session: Session, unit_id: int, subject: str, body: str, appeal: Appeal) -> None:
+    """An in-app notice about the appeal to each handler and grid worker of the unit."""
     for user in list_users_with_role(session=session, role=(Role.handler, Role.grid), unit_id=unit_id):
         outbox.enqueue(
             session=session,
@@ -125,7 +130,8 @@ def _notify_unit(session: Session, unit_id: int, subject: str, body: str, appeal
         )
 
 
-def _check_unit(session: Session, unit_id: int) -> UnitRead:
+def check_unit(session: Session, unit_id: int) -> UnitRead:
+    """The unit an appeal may be sent to; Invalid if it does not exist or is the district itself."""
     try:
         unit = places_service.get_unit(session=session, unit_id=unit_id)
     except NotFound:
@@ -137,7 +143,8 @@ def _check_unit(session: Session, unit_id: int) -> UnitRead:
     return unit
 
 
-def _steps(session: Session, appeal_id: int, *, public_only: bool, mask: bool = False) -> list[TimelineStep]:
+def steps(session: Session, appeal_id: int, *, public_only: bool, mask: bool = False) -> list[TimelineStep]:
+    """The appeal's timeline; public_only keeps public steps, hides staff names and masks messages."""
     stmt = select(AppealEvent).where(AppealEvent.appeal_id == appeal_id).order_by(AppealEvent.id)
     if public_only:
         stmt = stmt.where(AppealEvent.public.is_(True))
@@ -157,5 +164,6 @@ def _steps(session: Session, appeal_id: int, *, public_only: bool, mask: bool = 
     ]
 
 
-def _photo_ids(session: Session, appeal_id: int) -> list[int]:
+def photo_ids(session: Session, appeal_id: int) -> list[int]:
+    """The ids of the appeal's photos, in the order they were stored."""
     return list(session.scalars(select(Photo.id).where(Photo.appeal_id == appeal_id).order_by(Photo.id)))

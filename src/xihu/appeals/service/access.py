@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from xihu.appeals.models import Appeal
-from xihu.appeals.service._common import _units
+from xihu.appeals.service._common import units
 from xihu.core.errors import Forbidden, NotFound
 from xihu.core.security import Actor, Role, authorize
 from xihu.places import service as places_service
@@ -35,10 +35,10 @@ def _scope_ok(session: Session, actor: Actor, appeal: Appeal) -> bool:
         return False
     if scope in (appeal.street_id, appeal.community_id, appeal.lead_unit_id):
         return True
-    return any(u.unit_id == scope for u in _units(session, appeal.id))
+    return any(u.unit_id == scope for u in units(session, appeal.id))
 
 
-def _load(session: Session, actor: Actor, appeal_id: int, *, lock: bool = True) -> Appeal:
+def load(session: Session, actor: Actor, appeal_id: int, *, lock: bool = True) -> Appeal:
     """An appeal the actor may see; another unit's appeal is reported as not found."""
     authorize(actor, "appeal.read")
     appeal = session.get(Appeal, appeal_id, with_for_update=lock or None)
@@ -47,12 +47,14 @@ def _load(session: Session, actor: Actor, appeal_id: int, *, lock: bool = True) 
     return appeal
 
 
-def _require_lead(actor: Actor, appeal: Appeal) -> None:
+def require_lead(actor: Actor, appeal: Appeal) -> None:
+    """Forbidden unless the actor may act for the appeal's lead unit."""
     if actor.unit_scoped and actor.unit_id != appeal.lead_unit_id:
         raise Forbidden("只有主办单位可以执行此操作", english="only the lead unit may do this")
 
 
-def _by_code(session: Session, code: str, *, lock: bool = False) -> Appeal:
+def by_code(session: Session, code: str, *, lock: bool = False) -> Appeal:
+    """The appeal with this tracking code (locked if asked); NotFound if there is none."""
     appeal = session.scalar(
         select(Appeal).where(Appeal.tracking_code == code.strip().upper()).with_for_update()
         if lock

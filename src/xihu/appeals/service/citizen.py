@@ -6,10 +6,10 @@ from sqlalchemy.orm import Session
 
 from xihu.appeals.enums import Action, Channel, Rating, State
 from xihu.appeals.schemas import DispatchIn, PublicAppeal, RateIn
-from xihu.appeals.service._common import _photo_ids, _steps, _transition
-from xihu.appeals.service.access import _by_code
-from xihu.appeals.service.dispatching import _do_dispatch
-from xihu.appeals.service.handling import _close
+from xihu.appeals.service._common import photo_ids, steps, transition
+from xihu.appeals.service.access import by_code
+from xihu.appeals.service.dispatching import do_dispatch
+from xihu.appeals.service.handling import do_close
 from xihu.appeals.transitions import next_state
 from xihu.core.errors import Conflict
 from xihu.core.privacy import mask_name, mask_phone, mask_text
@@ -19,9 +19,9 @@ from xihu.places import service as places_service
 
 def rate(*, session: Session, tracking_code: str, data: RateIn) -> PublicAppeal:
     """评价 by the citizen; a satisfied or basically satisfied rating closes the appeal."""
-    appeal = _by_code(session, tracking_code, lock=True)
+    appeal = by_code(session, tracking_code, lock=True)
     citizen = Actor.citizen()
-    _transition(
+    transition(
         session,
         appeal,
         Action.rate,
@@ -31,14 +31,14 @@ def rate(*, session: Session, tracking_code: str, data: RateIn) -> PublicAppeal:
     appeal.rating = data.rating.value
     appeal.rating_comment = data.comment or None
     if data.rating != Rating.unsatisfied:
-        _close(session, appeal, Actor.system(), "群众评价后自动归档")
+        do_close(session, appeal, Actor.system(), "群众评价后自动归档")
     session.flush()
     return track(session=session, tracking_code=appeal.tracking_code)
 
 
 def reopen(*, session: Session, tracking_code: str, reason: str) -> PublicAppeal:
     """重办 after an unsatisfied rating, once; the appeal goes back to the same unit."""
-    appeal = _by_code(session, tracking_code, lock=True)
+    appeal = by_code(session, tracking_code, lock=True)
     if appeal.rating != Rating.unsatisfied.value:
         raise Conflict(
             "只有评价为「不满意」的诉求可以申请重办", english="only unsatisfied appeals may be reopened"
@@ -50,7 +50,7 @@ def reopen(*, session: Session, tracking_code: str, reason: str) -> PublicAppeal
     next_state(State(appeal.state), Action.reopen)
     appeal.reopen_count += 1
     appeal.flagged = True
-    _do_dispatch(
+    do_dispatch(
         session,
         appeal,
         Actor.citizen(),
@@ -64,7 +64,7 @@ def reopen(*, session: Session, tracking_code: str, reason: str) -> PublicAppeal
 
 def track(*, session: Session, tracking_code: str) -> PublicAppeal:
     """The public tracking view: every public step, personal data masked."""
-    appeal = _by_code(session, tracking_code)
+    appeal = by_code(session, tracking_code)
     names = places_service.unit_names(
         session=session, unit_ids={u for u in (appeal.street_id, appeal.community_id) if u}
     )
@@ -94,6 +94,6 @@ def track(*, session: Session, tracking_code: str) -> PublicAppeal:
         can_reopen=state == State.rated
         and appeal.rating == Rating.unsatisfied.value
         and appeal.reopen_count < 1,
-        timeline=_steps(session, appeal.id, public_only=True),
-        photos=_photo_ids(session, appeal.id),
+        timeline=steps(session, appeal.id, public_only=True),
+        photos=photo_ids(session, appeal.id),
     )

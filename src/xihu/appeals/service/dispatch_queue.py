@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from xihu.appeals.enums import Action
 from xihu.appeals.models import AppealEvent
-from xihu.appeals.service.access import _load
+from xihu.appeals.service.access import load
 from xihu.core.security import Actor, authorize
 from xihu.dispatch import service as dispatch_service
 from xihu.dispatch.schemas import Suggestion
@@ -19,7 +19,7 @@ from xihu.places import service as places_service
 def routing_decision(*, session: Session, actor: Actor, appeal_id: int) -> Suggestion | None:
     """The router's last recorded decision for an appeal: candidates, whether it dispatched alone, model."""
     authorize(actor, "appeal.read")
-    _load(session, actor, appeal_id, lock=False)
+    load(session, actor, appeal_id, lock=False)
     return dispatch_service.latest_decision(session=session, appeal_id=appeal_id)
 
 

@@ -8,8 +8,8 @@ from xihu.appeals import sla
 from xihu.appeals.enums import Action, DeadlineKind, State, UnitRole
 from xihu.appeals.models import Appeal, AppealUnit
 from xihu.appeals.schemas import AppealRead, DispatchIn, TransferIn
-from xihu.appeals.service._common import _cancel_extensions, _check_unit, _notify_unit, _transition, _units
-from xihu.appeals.service.access import _load, _require_lead
+from xihu.appeals.service._common import cancel_extensions, check_unit, notify_unit, transition, units
+from xihu.appeals.service.access import load, require_lead
 from xihu.appeals.service.dispatch_queue import RETURN_PREFIX
 from xihu.appeals.service.reads import read
 from xihu.appeals.transitions import next_state
@@ -24,7 +24,7 @@ def _text_of(appeal: Appeal) -> str:
 
 def _set_units(session: Session, appeal: Appeal, lead_id: int, co_ids: list[int], *, first: bool) -> None:
     if not first:
-        for row in _units(session, appeal.id):
+        for row in units(session, appeal.id):
             session.delete(row)
         session.flush()
     session.add(AppealUnit(appeal_id=appeal.id, unit_id=lead_id, role=UnitRole.lead.value))
@@ -34,7 +34,7 @@ def _set_units(session: Session, appeal: Appeal, lead_id: int, co_ids: list[int]
     appeal.lead_unit_id = lead_id
 
 
-def _do_dispatch(
+def do_dispatch(
     session: Session,
     appeal: Appeal,
     actor: Actor,
@@ -43,9 +43,10 @@ def _do_dispatch(
     action: Action = Action.dispatch,
     reason: str | None = None,
 ) -> None:
-    unit = _check_unit(session, data.unit_id)
+    """Send the appeal to its lead unit and co-handlers: units, clocks, notices and the step."""
+    unit = check_unit(session, data.unit_id)
     name = unit.name
-    co_names = [_check_unit(session, uid).name for uid in data.co_unit_ids if uid != data.unit_id]
+    co_names = [check_unit(session, uid).name for uid in data.co_unit_ids if uid != data.unit_id]
     if data.category:
         appeal.category = data.category
     # Clocks, extension requests and unit rows exist only once an appeal has been dispatched: the first
@@ -53,13 +54,13 @@ def _do_dispatch(
     first = appeal.dispatched_at is None
     if not first:
         sla.cancel_all(session=session, appeal_id=appeal.id)
-        _cancel_extensions(session, appeal.id)
+        cancel_extensions(session, appeal.id)
     _set_units(session, appeal, data.unit_id, data.co_unit_ids, first=first)
     appeal.dispatched_at = clock.now()
     appeal.signed_at = None
     co_text = f"，协办单位：{'、'.join(co_names)}" if co_names else ""
     message = data.message or reason or ""
-    _transition(
+    transition(
         session,
         appeal,
         action,
@@ -72,16 +73,17 @@ def _do_dispatch(
         session=session, category=appeal.category, priority=appeal.priority, unit_id=data.unit_id
     )
     sla.open_clocks(session=session, appeal_id=appeal.id, unit_id=data.unit_id, policy=policy)
-    _notify_unit(session, data.unit_id, f"新派单 {appeal.tracking_code}", appeal.title, appeal)
+    notify_unit(session, data.unit_id, f"新派单 {appeal.tracking_code}", appeal.title, appeal)
     for uid in data.co_unit_ids:
         if uid != data.unit_id:
-            _notify_unit(session, uid, f"协办 {appeal.tracking_code}", appeal.title, appeal)
+            notify_unit(session, uid, f"协办 {appeal.tracking_code}", appeal.title, appeal)
     if unit.auto_sign:
-        _sign(session, appeal, Actor.system(f"{name}（自动签收）"))
+        do_sign(session, appeal, Actor.system(f"{name}（自动签收）"))
 
 
-def _sign(session: Session, appeal: Appeal, actor: Actor, message: str = "") -> None:
-    _transition(session, appeal, Action.sign, actor, message or "承办单位已签收", unit_id=appeal.lead_unit_id)
+def do_sign(session: Session, appeal: Appeal, actor: Actor, message: str = "") -> None:
+    """The lead unit signs for the appeal; the sign clock is met."""
+    transition(session, appeal, Action.sign, actor, message or "承办单位已签收", unit_id=appeal.lead_unit_id)
     appeal.signed_at = clock.now()
     sla.meet(session=session, appeal_id=appeal.id, kinds=(DeadlineKind.sign,))
 
@@ -89,9 +91,9 @@ def _sign(session: Session, appeal: Appeal, actor: Actor, message: str = "") -> 
 def dispatch(*, session: Session, actor: Actor, appeal_id: int, data: DispatchIn) -> AppealRead:
     """派单: send an appeal to its lead unit (and co-handlers); the SLA clocks start."""
     authorize(actor, "appeal.dispatch")
-    appeal = _load(session, actor, appeal_id)
+    appeal = load(session, actor, appeal_id)
     next_state(State(appeal.state), Action.dispatch)
-    _do_dispatch(session, appeal, actor, data)
+    do_dispatch(session, appeal, actor, data)
     events.publish(
         "appeal.routed_manually",
         session=session,
@@ -108,19 +110,19 @@ def dispatch(*, session: Session, actor: Actor, appeal_id: int, data: DispatchIn
 def return_to_dispatcher(*, session: Session, actor: Actor, appeal_id: int, reason: str) -> AppealRead:
     """退回: the unit says it is not theirs; back to the dispatch queue with the reason."""
     authorize(actor, "appeal.return")
-    appeal = _load(session, actor, appeal_id)
-    _require_lead(actor, appeal)
+    appeal = load(session, actor, appeal_id)
+    require_lead(actor, appeal)
     if not reason.strip():
         raise Invalid("请填写退回原因", english="a reason is required to return an appeal")
     unit_id = appeal.lead_unit_id
-    _transition(
+    transition(
         session, appeal, Action.return_, actor, f"{RETURN_PREFIX}{reason}", reason=reason, unit_id=unit_id
     )
     sla.cancel_all(session=session, appeal_id=appeal.id)
-    _cancel_extensions(session, appeal.id)
+    cancel_extensions(session, appeal.id)
     appeal.return_count += 1
     appeal.lead_unit_id = None
-    for row in _units(session, appeal.id):
+    for row in units(session, appeal.id):
         session.delete(row)
     events.publish(
         "appeal.returned_with_reason",
@@ -137,14 +139,14 @@ def return_to_dispatcher(*, session: Session, actor: Actor, appeal_id: int, reas
 def transfer(*, session: Session, actor: Actor, appeal_id: int, data: TransferIn) -> AppealRead:
     """转办 to another unit; counts as handled for the 30-minute clock of the unit that passes it on."""
     authorize(actor, "appeal.transfer")
-    appeal = _load(session, actor, appeal_id)
-    _require_lead(actor, appeal)
+    appeal = load(session, actor, appeal_id)
+    require_lead(actor, appeal)
     if data.unit_id == appeal.lead_unit_id:
         raise Invalid("不能转办给本单位", english="cannot transfer to the same unit")
     next_state(State(appeal.state), Action.transfer)
     sla.meet(session=session, appeal_id=appeal.id, kinds=(DeadlineKind.sign, DeadlineKind.handle))
     from_unit = appeal.lead_unit_id
-    _do_dispatch(
+    do_dispatch(
         session,
         appeal,
         actor,

@@ -12,14 +12,14 @@ from xihu.appeals.enums import Action, DeadlineKind, State
 from xihu.appeals.models import Appeal, ExtensionRequest, Supervision
 from xihu.appeals.schemas import AppealRead, CompleteIn, DecideExtensionIn, ExtensionIn, MergeIn
 from xihu.appeals.service._common import (
-    _cancel_extensions,
-    _notify_unit,
-    _pending_extension,
-    _transition,
-    _units,
+    cancel_extensions,
+    notify_unit,
+    pending_extension,
+    transition,
+    units,
 )
-from xihu.appeals.service.access import _load, _require_lead
-from xihu.appeals.service.dispatching import _sign
+from xihu.appeals.service.access import load, require_lead
+from xihu.appeals.service.dispatching import do_sign
 from xihu.appeals.service.reads import read
 from xihu.appeals.transitions import next_state
 from xihu.core import clock, outbox
@@ -42,10 +42,10 @@ def _notify_citizen(session: Session, appeal: Appeal, text: str) -> None:
 def sign(*, session: Session, actor: Actor, appeal_id: int, message: str = "") -> AppealRead:
     """签收 by the lead unit."""
     authorize(actor, "appeal.sign")
-    appeal = _load(session, actor, appeal_id)
-    _require_lead(actor, appeal)
+    appeal = load(session, actor, appeal_id)
+    require_lead(actor, appeal)
     next_state(State(appeal.state), Action.sign)
-    _sign(session, appeal, actor, message)
+    do_sign(session, appeal, actor, message)
     session.flush()
     return read(session=session, actor=actor, appeal_id=appeal.id)
 
@@ -53,9 +53,9 @@ def sign(*, session: Session, actor: Actor, appeal_id: int, message: str = "") -
 def start(*, session: Session, actor: Actor, appeal_id: int, message: str = "") -> AppealRead:
     """开始处置: the 30-minute clock is met."""
     authorize(actor, "appeal.start")
-    appeal = _load(session, actor, appeal_id)
-    _require_lead(actor, appeal)
-    _transition(session, appeal, Action.start, actor, message or "已开始处置", unit_id=appeal.lead_unit_id)
+    appeal = load(session, actor, appeal_id)
+    require_lead(actor, appeal)
+    transition(session, appeal, Action.start, actor, message or "已开始处置", unit_id=appeal.lead_unit_id)
     sla.meet(session=session, appeal_id=appeal.id, kinds=(DeadlineKind.sign, DeadlineKind.handle))
     session.flush()
     return read(session=session, actor=actor, appeal_id=appeal.id)
@@ -64,12 +64,12 @@ def start(*, session: Session, actor: Actor, appeal_id: int, message: str = "") 
 def assist(*, session: Session, actor: Actor, appeal_id: int, message: str) -> AppealRead:
     """协办意见 from a co-handling unit (or the lead)."""
     authorize(actor, "appeal.assist")
-    appeal = _load(session, actor, appeal_id)
-    if actor.unit_scoped and actor.unit_id not in {u.unit_id for u in _units(session, appeal.id)}:
+    appeal = load(session, actor, appeal_id)
+    if actor.unit_scoped and actor.unit_id not in {u.unit_id for u in units(session, appeal.id)}:
         raise Forbidden("只有主办或协办单位可以填写协办意见", english="only handling units may add notes")
     if not message.strip():
         raise Invalid("请填写协办意见", english="message required")
-    _transition(session, appeal, Action.assist, actor, message, public=False)
+    transition(session, appeal, Action.assist, actor, message, public=False)
     session.flush()
     return read(session=session, actor=actor, appeal_id=appeal.id)
 
@@ -77,11 +77,11 @@ def assist(*, session: Session, actor: Actor, appeal_id: int, message: str) -> A
 def request_extension(*, session: Session, actor: Actor, appeal_id: int, data: ExtensionIn) -> AppealRead:
     """申请延期: a supervisor must approve before the completion clock moves."""
     authorize(actor, "appeal.request_extension")
-    appeal = _load(session, actor, appeal_id)
-    _require_lead(actor, appeal)
-    if _pending_extension(session, appeal.id) is not None:
+    appeal = load(session, actor, appeal_id)
+    require_lead(actor, appeal)
+    if pending_extension(session, appeal.id) is not None:
         raise Conflict("已有待审批的延期申请", english="an extension request is already pending")
-    _transition(
+    transition(
         session,
         appeal,
         Action.request_extension,
@@ -117,12 +117,12 @@ def decide_extension(
 ) -> AppealRead:
     """延期审批: approve (the completion clock moves) or reject."""
     authorize(actor, "appeal.decide_extension")
-    appeal = _load(session, actor, appeal_id)
-    req = _pending_extension(session, appeal.id)
+    appeal = load(session, actor, appeal_id)
+    req = pending_extension(session, appeal.id)
     if req is None:
         raise Conflict("没有待审批的延期申请", english="no pending extension request")
     verdict = "同意" if data.approve else "不同意"
-    _transition(
+    transition(
         session,
         appeal,
         Action.decide_extension,
@@ -146,8 +146,8 @@ def decide_extension(
 def supervise(*, session: Session, actor: Actor, appeal_id: int, reason: str) -> AppealRead:
     """督办 by a supervisor: the appeal is flagged and the lead unit notified."""
     authorize(actor, "appeal.supervise")
-    appeal = _load(session, actor, appeal_id)
-    _transition(session, appeal, Action.supervise, actor, f"督办：{reason}", reason=reason, public=False)
+    appeal = load(session, actor, appeal_id)
+    transition(session, appeal, Action.supervise, actor, f"督办：{reason}", reason=reason, public=False)
     appeal.flagged = True
     session.add(
         Supervision(
@@ -159,7 +159,7 @@ def supervise(*, session: Session, actor: Actor, appeal_id: int, reason: str) ->
         )
     )
     if appeal.lead_unit_id:
-        _notify_unit(session, appeal.lead_unit_id, f"督办 {appeal.tracking_code}", reason, appeal)
+        notify_unit(session, appeal.lead_unit_id, f"督办 {appeal.tracking_code}", reason, appeal)
     session.flush()
     return read(session=session, actor=actor, appeal_id=appeal.id)
 
@@ -167,15 +167,15 @@ def supervise(*, session: Session, actor: Actor, appeal_id: int, reason: str) ->
 def complete(*, session: Session, actor: Actor, appeal_id: int, data: CompleteIn) -> AppealRead:
     """办结 with a reply to the citizen: the 24-hour clock is met."""
     authorize(actor, "appeal.complete")
-    appeal = _load(session, actor, appeal_id)
-    _require_lead(actor, appeal)
-    _transition(
+    appeal = load(session, actor, appeal_id)
+    require_lead(actor, appeal)
+    transition(
         session, appeal, Action.complete, actor, f"办结答复：{data.reply}", unit_id=appeal.lead_unit_id
     )
     appeal.reply = data.reply
     appeal.completed_at = clock.now()
     sla.meet(session=session, appeal_id=appeal.id, kinds=tuple(DeadlineKind))
-    _cancel_extensions(session, appeal.id)
+    cancel_extensions(session, appeal.id)
     _notify_citizen(session, appeal, f"您的诉求 {appeal.tracking_code} 已办结，请评价")
     session.flush()
     return read(session=session, actor=actor, appeal_id=appeal.id)
@@ -184,23 +184,24 @@ def complete(*, session: Session, actor: Actor, appeal_id: int, data: CompleteIn
 def close(*, session: Session, actor: Actor, appeal_id: int, reason: str = "") -> AppealRead:
     """归档 a completed or rated appeal."""
     authorize(actor, "appeal.close")
-    appeal = _load(session, actor, appeal_id)
-    _close(session, appeal, actor, reason)
+    appeal = load(session, actor, appeal_id)
+    do_close(session, appeal, actor, reason)
     session.flush()
     return read(session=session, actor=actor, appeal_id=appeal.id)
 
 
-def _close(session: Session, appeal: Appeal, actor: Actor, reason: str) -> None:
-    _transition(session, appeal, Action.close, actor, reason or "诉求已归档", reason=reason or None)
+def do_close(session: Session, appeal: Appeal, actor: Actor, reason: str) -> None:
+    """Archive the appeal: its clocks and any pending extension request end."""
+    transition(session, appeal, Action.close, actor, reason or "诉求已归档", reason=reason or None)
     appeal.closed_at = clock.now()
     sla.cancel_all(session=session, appeal_id=appeal.id)
-    _cancel_extensions(session, appeal.id)
+    cancel_extensions(session, appeal.id)
 
 
 def merge(*, session: Session, actor: Actor, appeal_id: int, data: MergeIn) -> AppealRead:
     """合并 a duplicate into another appeal; the citizen is pointed to that one."""
     authorize(actor, "appeal.merge")
-    appeal = _load(session, actor, appeal_id)
+    appeal = load(session, actor, appeal_id)
     target = session.scalar(
         select(Appeal).where(Appeal.tracking_code == data.into_tracking_code.strip().upper())
     )
@@ -208,7 +209,7 @@ def merge(*, session: Session, actor: Actor, appeal_id: int, data: MergeIn) -> A
         raise Invalid("要合并到的诉求不存在", english="target appeal not found")
     if State(target.state) == State.merged:
         raise Conflict("不能合并到一个已被合并的诉求", english="target is itself merged")
-    _transition(
+    transition(
         session,
         appeal,
         Action.merge,
@@ -217,7 +218,7 @@ def merge(*, session: Session, actor: Actor, appeal_id: int, data: MergeIn) -> A
     )
     appeal.duplicate_of_id = target.id
     sla.cancel_all(session=session, appeal_id=appeal.id)
-    _cancel_extensions(session, appeal.id)
+    cancel_extensions(session, appeal.id)
     session.flush()
     return read(session=session, actor=actor, appeal_id=appeal.id)
 

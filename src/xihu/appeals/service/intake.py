@@ -20,8 +20,8 @@ from xihu.appeals.enums import Action, Channel, State
 from xihu.appeals.intake_statement import insert_at_once
 from xihu.appeals.models import Appeal, AppealEvent, IdempotencyKey, Photo, RoutingTask
 from xihu.appeals.schemas import AppealCreate, SubmitResult
-from xihu.appeals.service._common import _event_row
-from xihu.appeals.service.routing import _route
+from xihu.appeals.service._common import event_row
+from xihu.appeals.service.routing import route
 from xihu.core import audit, clock, events
 from xihu.core.config import get_settings
 from xihu.core.errors import Conflict, Forbidden, Invalid
@@ -197,7 +197,7 @@ def submit(
         session.add(
             Photo(appeal_id=appeal_id, stored_name=name, content_type=ctype, size=len(up.data), sha256=digest)
         )
-    event = _event_row(
+    event = event_row(
         appeal_id, Action.submit, None, State.submitted, actor, f"您的诉求已受理，受理编号 {code}{place_note}"
     )
     session.execute(_INSERT_EVENT, event)
@@ -219,7 +219,7 @@ def submit(
     if auto_route:
         appeal = session.get(Appeal, appeal_id)
         assert appeal is not None
-        _route(session, appeal)
+        route(session, appeal)
         session.flush()
         return _result(appeal, created=True)  # routing may have dispatched it already
     session.flush()
@@ -243,7 +243,7 @@ def _submit_at_once(
         appeal_id, claimed = insert_at_once(
             session,
             appeal=values,
-            event=_event_row(0, Action.submit, None, State.submitted, actor, message),
+            event=event_row(0, Action.submit, None, State.submitted, actor, message),
             entry=audit.entry_values(
                 actor,
                 "appeal.submit",

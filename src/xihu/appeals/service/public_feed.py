@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from xihu.appeals import sla
 from xihu.appeals.enums import OPEN_STATES, DeadlineKind, State
 from xihu.appeals.models import Appeal, AppealEvent, Deadline, Photo
-from xihu.appeals.service.reads import _names_for
+from xihu.appeals.service.reads import names_for
 from xihu.core.privacy import mask_text
 
 _TRACKING_CODE = re.compile(r"XH\d{6}[0-9A-Z]{6}")
@@ -59,7 +59,7 @@ def list_public(
             stmt.order_by(Appeal.created_at.desc(), Appeal.id.desc()).offset((page - 1) * size).limit(size)
         )
     )
-    names = _names_for(session, rows) if rows else {}
+    names = names_for(session, rows) if rows else {}
     ids = [a.id for a in rows]
     due = {
         d.appeal_id: d.due_at

@@ -12,8 +12,8 @@ from xihu.appeals import sla
 from xihu.appeals.enums import OPEN_STATES, Channel, DeadlineKind, Priority, State, UnitRole
 from xihu.appeals.models import Appeal, AppealUnit, Deadline, Photo
 from xihu.appeals.schemas import AppealPage, AppealRead, DeadlineRead
-from xihu.appeals.service._common import _pending_extension, _photo_ids, _steps, _units
-from xihu.appeals.service.access import _by_code, _load, read_scope
+from xihu.appeals.service._common import pending_extension, photo_ids, steps, units
+from xihu.appeals.service.access import by_code, load, read_scope
 from xihu.appeals.transitions import allowed_actions
 from xihu.core import audit, clock
 from xihu.core.errors import NotFound
@@ -36,7 +36,7 @@ def _to_read(
     unmasked = full and can(actor, "appeal.read_personal") and actor.kind != "system"
     text_ok = can(actor, "appeal.read_personal")  # free text in lists too; masked only for unprivileged roles
     co = (
-        [names.get(u.unit_id, "") for u in _units(session, appeal.id) if u.role == UnitRole.co.value]
+        [names.get(u.unit_id, "") for u in units(session, appeal.id) if u.role == UnitRole.co.value]
         if full
         else []
     )
@@ -109,11 +109,11 @@ def _to_read(
         ]
         if full
         else [],
-        timeline=_steps(session, appeal.id, public_only=False, mask=not text_ok) if full else [],
+        timeline=steps(session, appeal.id, public_only=False, mask=not text_ok) if full else [],
         allowed_actions=[a.value for a in allowed_actions(state)] if full else [],
-        photos=_photo_ids(session, appeal.id) if full else [],
+        photos=photo_ids(session, appeal.id) if full else [],
         pending_extension_hours=(
-            ext.hours if full and (ext := _pending_extension(session, appeal.id)) else None
+            ext.hours if full and (ext := pending_extension(session, appeal.id)) else None
         ),
     )
 
@@ -142,7 +142,7 @@ def _next_due(session: Session, ids: list[int]) -> dict[int, _Due]:
     return out
 
 
-def _names_for(session: Session, appeals: list[Appeal], *, co_units: bool = False) -> dict[int, str]:
+def names_for(session: Session, appeals: list[Appeal], *, co_units: bool = False) -> dict[int, str]:
     """Names of the appeals' streets, communities and lead units; with co_units, of their co-handlers too."""
     ids = {u for a in appeals for u in (a.street_id, a.community_id, a.lead_unit_id) if u}
     if co_units:  # only a full read shows co-handlers: a list page skips the query
@@ -156,13 +156,13 @@ def _names_for(session: Session, appeals: list[Appeal], *, co_units: bool = Fals
 
 def read(*, session: Session, actor: Actor, appeal_id: int) -> AppealRead:
     """One appeal with its timeline and clocks; a view of personal data is audited."""
-    appeal = _load(session, actor, appeal_id, lock=False)
+    appeal = load(session, actor, appeal_id, lock=False)
     result = _to_read(
         session,
         actor,
         appeal,
         full=True,
-        names=_names_for(session, [appeal], co_units=True),
+        names=names_for(session, [appeal], co_units=True),
         due=_next_due(session, [appeal.id]),
     )
     if result.personal_unmasked and (appeal.citizen_name or appeal.citizen_phone):
@@ -189,11 +189,11 @@ def photo(
     if row is None or (appeal_id is not None and row.appeal_id != appeal_id):
         raise NotFound("图片不存在", english="photo not found")
     if tracking_code is not None:
-        if _by_code(session, tracking_code).id != row.appeal_id:
+        if by_code(session, tracking_code).id != row.appeal_id:
             raise NotFound("图片不存在", english="photo not found")
     else:
         assert actor is not None
-        _load(session, actor, row.appeal_id, lock=False)
+        load(session, actor, row.appeal_id, lock=False)
     return row.stored_name, row.content_type
 
 
@@ -257,7 +257,7 @@ def search(
         in_page = in_page.order_by(ids.c.created_at.desc(), ids.c.id.desc())
         rows = list(session.scalars(in_page.offset((page - 1) * size).limit(size)))
     more = count_up_to is not None and total > count_up_to
-    names = _names_for(session, rows)
+    names = names_for(session, rows)
     due = _next_due(session, [a.id for a in rows])
     return AppealPage(
         items=[_to_read(session, actor, a, full=False, names=names, due=due) for a in rows],

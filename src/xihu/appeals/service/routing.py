@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from xihu.appeals.enums import State
 from xihu.appeals.models import Appeal
 from xihu.appeals.schemas import DispatchIn
-from xihu.appeals.service.dispatching import _do_dispatch
+from xihu.appeals.service.dispatching import do_dispatch
 from xihu.core.security import Actor
 from xihu.dispatch import service as dispatch_service
 from xihu.dispatch.schemas import RoutingInput
@@ -18,7 +18,8 @@ from xihu.places import service as places_service
 DISPATCHER = Actor.system("智能派单系统")
 
 
-def _route(session: Session, appeal: Appeal) -> None:
+def route(session: Session, appeal: Appeal) -> None:
+    """Ask the router about the appeal, record its decision and dispatch when it may do so alone."""
     place_type = (
         places_service.get_place(session=session, place_id=appeal.place_id).place_type
         if appeal.place_id
@@ -44,7 +45,7 @@ def _route(session: Session, appeal: Appeal) -> None:
         appeal.street_id, appeal.community_id = suggestion.street_id, suggestion.community_id
     best = suggestion.best
     if best is not None and suggestion.auto:
-        _do_dispatch(
+        do_dispatch(
             session,
             appeal,
             DISPATCHER,
@@ -65,5 +66,5 @@ def route_queued(*, session: Session, appeal_id: int) -> bool:
     appeal = session.get(Appeal, appeal_id)
     if appeal is None or appeal.state != State.submitted.value:
         return False
-    _route(session, appeal)
+    route(session, appeal)
     return True

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from xihu.appeals.models import SlaPolicy
 from xihu.appeals.schemas import SlaPolicyIn, SlaPolicyRead
-from xihu.appeals.service._common import _check_unit
+from xihu.appeals.service._common import check_unit
 from xihu.core import audit
 from xihu.core.errors import Invalid, NotFound
 from xihu.core.security import Actor, authorize
@@ -25,7 +25,7 @@ def save_sla_policy(*, session: Session, actor: Actor, data: SlaPolicyIn) -> Sla
     """Create or replace the policy of a category/priority/unit; it applies to clocks started from now."""
     authorize(actor, "sla.manage")
     if data.unit_id is not None:
-        _check_unit(session, data.unit_id)
+        check_unit(session, data.unit_id)
     if not data.sign_minutes <= data.handle_minutes <= data.complete_minutes:
         raise Invalid("时限应满足：签收 ≤ 流转处置 ≤ 办结", english="sign <= handle <= complete minutes")
     priority = data.priority.value if data.priority else None
