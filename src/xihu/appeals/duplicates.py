@@ -235,5 +235,5 @@ def similar_to_appeal(
         since=clock.as_utc(appeal.created_at) - timedelta(days=days),
     )
     if appeal_service.read_scope(session=session, actor=actor) is not None:
-        found = [m for m in found if appeal_access._scope_ok(session, actor, m.appeal)]
+        found = [m for m in found if appeal_access.scope_ok(session, actor, m.appeal)]
     return [_staff_row(m) for m in found[:limit]]

@@ -27,7 +27,8 @@ def read_scope(*, session: Session, actor: Actor) -> int | None:
     return None
 
 
-def _scope_ok(session: Session, actor: Actor, appeal: Appeal) -> bool:
+def scope_ok(session: Session, actor: Actor, appeal: Appeal) -> bool:
+    """Whether the actor may read the appeal: it is in, or is handled by, their unit or area."""
     scope = read_scope(session=session, actor=actor)
     if scope is None:
         return True
@@ -42,7 +43,7 @@ def load(session: Session, actor: Actor, appeal_id: int, *, lock: bool = True) -
     """An appeal the actor may see; another unit's appeal is reported as not found."""
     authorize(actor, "appeal.read")
     appeal = session.get(Appeal, appeal_id, with_for_update=lock or None)
-    if appeal is None or not _scope_ok(session, actor, appeal):
+    if appeal is None or not scope_ok(session, actor, appeal):
         raise NotFound("诉求不存在或不在您的办理范围内", english="appeal not found")
     return appeal
 
