@@ -122,6 +122,41 @@ def test_most_specific_rule_wins(session: Session, admin: Actor) -> None:
     assert _resolve(session, category="不存在的类别")[0] is None
 
 
+def test_other_units_lists_every_unit_of_the_category_here_then_the_place_itself(
+    session: Session, admin: Actor
+) -> None:
+    ids = {code: _unit(session, code) for code in ("D-JT", "D-CG", "D-GA", "D-SW", XIXI, SHIHUIQIAO)}
+    elsewhere = _unit(session, "330106005")
+    responsibility.seed_defaults(session=session)  # plain 交通运输 -> D-JT
+    for unit, cond in (
+        ("D-CG", {"hour_from": 22, "hour_to": 6}),
+        ("D-GA", {"keywords": ["拥堵"]}),
+        ("D-SW", {"street_id": elsewhere}),  # another street's rule does not apply here
+    ):
+        responsibility.create_rule(
+            session=session, actor=admin, rule_in=RuleCreate(category="交通运输", unit_id=ids[unit], **cond)
+        )
+
+    def units(**kw: Any) -> list[int | None]:
+        found = responsibility.other_units(session=session, category="交通运输", **kw)
+        return [r.unit_id for r in found]
+
+    here = {"street_id": ids[XIXI], "community_id": ids[SHIHUIQIAO]}
+    # conditions on text and hour do not narrow the list; the area does; then the street and the community
+    assert units(**here) == [ids["D-JT"], ids["D-CG"], ids["D-GA"], ids[XIXI], ids[SHIHUIQIAO]]
+    assert units(**here, exclude=frozenset({ids["D-JT"], ids[XIXI]})) == [
+        ids["D-CG"],
+        ids["D-GA"],
+        ids[SHIHUIQIAO],
+    ]
+    assert ids["D-SW"] in units(street_id=elsewhere)
+    assert units() == [ids["D-JT"], ids["D-CG"], ids["D-GA"]]  # place unknown: the departments only
+    found = responsibility.other_units(session=session, category="交通运输", street_id=ids[XIXI])
+    assert found[-1].reason == "属地街道/镇 西溪街道" and found[-1].rule_id is None
+    assert found[0].rule_id is not None and "区交通运输局" in found[0].reason
+    assert responsibility.other_units(session=session, category="不存在的类别") == []
+
+
 def test_remapping_a_category_changes_resolve_without_retraining(session: Session, admin: Actor) -> None:
     responsibility.seed_defaults(session=session)
     assert _resolve(session, category="商贸旅游")[0] == _unit(session, "D-SCJG")

@@ -17,7 +17,7 @@ from xihu.core.db import batch_memo
 from xihu.core.security import Actor
 from xihu.dispatch import model_cache, responsibility
 from xihu.dispatch import service as dispatch_service
-from xihu.dispatch.schemas import RoutingInput, RuleUpdate, Suggestion
+from xihu.dispatch.schemas import RoutingInput, RuleCreate, RuleUpdate, Suggestion
 from xihu.places import service as places_service
 
 ADMIN = Actor.system("测试管理员")
@@ -104,6 +104,11 @@ def _returned_card(client, session, submitted, unit_id: int, category: str, acto
     return card[: card.index("</article>")]
 
 
+def _router_suggestions(card: str) -> str:
+    """The card without its list of the likeliest category's other units (tested on its own)."""
+    return re.sub(r'<div class="alts" data-testid="same-category-units">.*?</div>', "", card, flags=re.S)
+
+
 def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
     client, session, demo_model, make_user, actor_of, monkeypatch
 ) -> None:
@@ -115,6 +120,7 @@ def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
     card = _returned_card(
         client, session, submitted, first["unit_id"], first["category"], actor_of, make_user
     )
+    card = _router_suggestions(card)
     offered = re.findall(r'name="unit_id" value="(\d+)"', card)
     # the router's next guess is the one-click choice; the returning unit is still there, last and marked
     assert offered == [str(c["unit_id"]) for c in candidates[1:3]] + [str(first["unit_id"])]
@@ -136,9 +142,60 @@ def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
     first = decision.candidates[0]
     # the router's next guess falls just short of what counts as likely enough after a return
     monkeypatch.setattr(appeal_pages, "PROMOTE_AFTER_RETURN", decision.candidates[1].confidence + 1e-9)
-    card = _returned_card(client, session, submitted, first.unit_id, first.category, actor_of, make_user)
+    card = _router_suggestions(
+        _returned_card(client, session, submitted, first.unit_id, first.category, actor_of, make_user)
+    )
     assert 'data-testid="dispatch-top"' not in card and 'data-testid="no-sure-suggestion"' in card
     assert len(re.findall(r'name="unit_id" value="(\d+)"', card)) == len(decision.candidates)
+
+
+def test_after_a_return_the_queue_offers_the_likeliest_categorys_other_units(
+    client, session, demo_model, make_user, actor_of
+) -> None:
+    submitted = _held_back(session)
+    decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
+    assert decision is not None
+    first = decision.candidates[0]
+    other = factories.unit(session, "D-CG" if first.unit_id != factories.unit(session, "D-CG") else "D-ZJ")
+    responsibility.create_rule(
+        session=session,
+        actor=ADMIN,
+        rule_in=RuleCreate(category=first.category, keywords=["违建"], unit_id=other),
+    )
+    card = _returned_card(client, session, submitted, first.unit_id, first.category, actor_of, make_user)
+    block = card[card.index('data-testid="same-category-units"') :]
+    block = block[: block.index("</div>")]
+    offered = [int(u) for u in re.findall(r'name="unit_id" value="(\d+)"', block)]
+    xixi = factories.unit(session, "330106004")
+    # the new rule's unit although the text has no 违建, and the appeal's own street; never the returning unit
+    assert xixi in offered and other in offered and first.unit_id not in offered
+    assert set(re.findall(r'name="category" value="([^"]+)"', block)) == {first.category}
+    assert f"「{first.category}」的其他承办单位" in block and "类别多半无误" in card
+    sent = client.post(
+        f"/staff/appeals/{submitted.id}/dispatch",
+        data={
+            "csrf_token": client.cookies.get("xihu_csrf"),
+            "unit_id": xixi,
+            "category": first.category,
+            "next": "/staff/dispatch",
+        },
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303
+    session.expire_all()
+    after = appeal_service.read(session=session, actor=ADMIN, appeal_id=submitted.id)
+    assert (after.state, after.lead_unit_id, after.category) == ("dispatched", xixi, first.category)
+
+
+def test_no_other_units_when_the_returning_unit_was_not_the_likeliest_categorys(
+    client, session, demo_model, make_user, actor_of
+) -> None:
+    submitted = _held_back(session)
+    decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
+    assert decision is not None
+    second = decision.candidates[1]
+    card = _returned_card(client, session, submitted, second.unit_id, second.category, actor_of, make_user)
+    assert 'data-testid="same-category-units"' not in card and "类别多半无误" not in card
 
 
 def test_remapping_a_category_changes_the_unit_without_retraining(session, demo_model) -> None:

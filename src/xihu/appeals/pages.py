@@ -19,6 +19,7 @@ from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import OPEN_STATES, Action, Channel, Priority, Rating, State
 from xihu.appeals.schemas import (
     AppealCreate,
+    AppealRead,
     CompleteIn,
     DecideExtensionIn,
     DispatchIn,
@@ -567,6 +568,7 @@ def dispatch_queue(
     rows = []
     for item in result.items:
         sugg = appeal_service.suggestions_for(session=session, actor=actor, appeal_id=item.id)
+        same_category = _same_category_others(session, item, sugg, returns.get(item.id, []))
         top, sugg = _after_returns(sugg, returns.get(item.id, []))
         rows.append(
             {
@@ -574,9 +576,40 @@ def dispatch_queue(
                 "top": top,
                 "others": sugg[1:] if top else sugg,
                 "returns": returns.get(item.id, []),
+                "same_category": same_category,
             }
         )
     return render(request, "appeals/dispatch.html", actor=actor, rows=rows, total=result.total)
+
+
+# after a return, this many other units of the likeliest category are offered
+SAME_CATEGORY_UNITS = 6
+
+
+def _same_category_others(
+    session: Session,
+    item: AppealRead,
+    suggestions: list[dict[str, Any]],
+    returns: list[appeal_service.ReturnNote],
+) -> list[dict[str, Any]]:
+    """When a unit returned the appeal the router's likeliest category named, the other units the 权责清单
+    and the appeal's place offer for that category: the category is usually right and the unit wrong."""
+    returned_by = frozenset(r.unit_id for r in returns if r.unit_id is not None)
+    if not returned_by or not suggestions:
+        return []
+    likeliest = max(suggestions, key=lambda c: c["confidence"])
+    if likeliest["unit_id"] not in returned_by:
+        return []
+    offered = {c["unit_id"] for c in suggestions if c["category"] == likeliest["category"]}
+    others = dispatch_service.other_units(
+        session=session,
+        category=likeliest["category"],
+        confidence=likeliest["confidence"],
+        street_id=item.street_id,
+        community_id=item.community_id,
+        exclude=returned_by | offered,
+    )
+    return [c.model_dump() for c in others[:SAME_CATEGORY_UNITS]]
 
 
 # ---------------------------------------------------------------- hotline intake and import

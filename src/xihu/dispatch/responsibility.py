@@ -337,6 +337,44 @@ def resolve(
     return Resolution(None, f"{head} → 属地办理，但位置不明，由派单员确定", rule.id)
 
 
+def other_units(
+    *,
+    session: Session,
+    category: str,
+    street_id: int | None = None,
+    community_id: int | None = None,
+    exclude: frozenset[int] = frozenset(),
+) -> list[Resolution]:
+    """Every unit the table could name for a category at this place, whatever the text, hour or place type
+    say, then the place's own street and community (属地); units in `exclude` left out.
+
+    After a return the category is usually right and the unit wrong: the rule's conditions (keywords, place
+    type, hours) picked one unit of several, and the dispatcher wants the others at hand, not a search.
+    """
+    found: dict[int, Resolution] = {}
+    names = places_service.unit_names(
+        session=session,
+        unit_ids={u for u in (street_id, community_id) if u}
+        | {r.unit_id for r in _active_rules(session).get(category, ()) if r.unit_id},
+    )
+    for rule in sorted(_active_rules(session).get(category, ()), key=lambda r: r.id):
+        if rule.street_id is not None and rule.street_id not in (street_id, community_id):
+            continue
+        if rule.target == "unit":
+            unit = rule.unit_id
+        else:
+            unit = community_id if rule.target == "community" and community_id is not None else street_id
+        if unit is None or unit in exclude or unit in found:
+            continue
+        found[unit] = Resolution(
+            unit, f"权责清单第 {rule.id} 条：{category} → {names.get(unit, '')}", rule.id
+        )
+    for unit, kind in ((street_id, "街道/镇"), (community_id, "社区/村")):
+        if unit is not None and unit not in exclude and unit not in found:
+            found[unit] = Resolution(unit, f"属地{kind} {names.get(unit, '')}", None)
+    return list(found.values())
+
+
 def list_rules(*, session: Session, actor: Actor, include_inactive: bool = False) -> list[RuleRead]:
     """The responsibility table, by category."""
     authorize(actor, "dispatch.report")

@@ -244,6 +244,35 @@ def latest_decision(*, session: Session, appeal_id: int) -> Suggestion | None:
     )
 
 
+def other_units(
+    *,
+    session: Session,
+    category: str,
+    confidence: float,
+    street_id: int | None,
+    community_id: int | None,
+    exclude: frozenset[int],
+) -> list[Candidate]:
+    """The other units the 权责清单 could name for a category at a place, and the place's own street and
+    community, as candidates carrying the category's `confidence` (for the queue after a return)."""
+    found = responsibility.other_units(
+        session=session, category=category, street_id=street_id, community_id=community_id, exclude=exclude
+    )
+    names = places_service.unit_names(session=session, unit_ids={r.unit_id for r in found if r.unit_id})
+    return [
+        Candidate(
+            category=category,
+            unit_id=r.unit_id,
+            unit_name=names.get(r.unit_id, ""),
+            confidence=confidence,
+            reasons=[r.reason],
+            rule_id=r.rule_id,
+        )
+        for r in found
+        if r.unit_id is not None
+    ]
+
+
 def categories() -> list[str]:
     """The categories dispatch knows."""
     return list(rules.CATEGORIES)
