@@ -171,6 +171,11 @@ def test_after_a_return_the_queue_offers_the_likeliest_categorys_other_units(
     assert xixi in offered and other in offered and first.unit_id not in offered
     assert set(re.findall(r'name="category" value="([^"]+)"', block)) == {first.category}
     assert f"「{first.category}」的其他承办单位" in block and "类别多半无误" in card
+    # the appeal's own page offers the same units, one click each
+    detail = client.get(f"/staff/appeals/{submitted.id}").text
+    listed = detail[detail.index('data-testid="same-category-units"') :]
+    listed = listed[: listed.index("</div>")]
+    assert [int(u) for u in re.findall(r'name="unit_id" value="(\d+)"', listed)] == offered
     sent = client.post(
         f"/staff/appeals/{submitted.id}/dispatch",
         data={
@@ -196,6 +201,7 @@ def test_no_other_units_when_the_returning_unit_was_not_the_likeliest_categorys(
     second = decision.candidates[1]
     card = _returned_card(client, session, submitted, second.unit_id, second.category, actor_of, make_user)
     assert 'data-testid="same-category-units"' not in card and "类别多半无误" not in card
+    assert 'data-testid="same-category-units"' not in client.get(f"/staff/appeals/{submitted.id}").text
 
 
 def test_remapping_a_category_changes_the_unit_without_retraining(session, demo_model) -> None:

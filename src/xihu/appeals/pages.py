@@ -389,9 +389,9 @@ def _detail_page(
     appeal = appeal_service.read(session=session, actor=actor, appeal_id=appeal_id)
     returns = appeal_service.returns_of(session=session, actor=actor, appeal_ids=[appeal_id])
     decision = appeal_service.routing_decision(session=session, actor=actor, appeal_id=appeal_id)
-    suggested, suggestions = _after_returns(
-        [c.model_dump() for c in decision.candidates] if decision else [], returns.get(appeal_id, [])
-    )
+    candidates = [c.model_dump() for c in decision.candidates] if decision else []
+    same_category = _same_category_others(session, appeal, candidates, returns.get(appeal_id, []))
+    suggested, suggestions = _after_returns(candidates, returns.get(appeal_id, []))
     similar = duplicates.similar_to_appeal(session=session, actor=actor, appeal_id=appeal_id)
     actions = [a for a in appeal.allowed_actions if f"appeal.{a}" in actor.permissions]
     if actor.unit_scoped and actor.unit_id != appeal.lead_unit_id:
@@ -410,6 +410,7 @@ def _detail_page(
         appeal=appeal,
         suggestions=suggestions,
         suggested=suggested,
+        same_category=same_category,
         decision=decision,
         similar=similar,
         actions=actions,
