@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
+import pytest
+
 import factories
 from conftest import login
+from xihu.appeals import pages as appeal_pages
 from xihu.appeals import service as appeal_service
+from xihu.appeals.models import Appeal
 from xihu.appeals.schemas import DispatchIn
+from xihu.core import clock
+from xihu.core.errors import Forbidden
 
 
 def _card(page: str, tracking_code: str) -> str:
@@ -53,3 +62,51 @@ def test_returns_of_reads_only_the_asked_appeals(session, actor_of) -> None:
     got = appeal_service.returns_of(session=session, actor=actor_of("dispatcher"), appeal_ids=[two.id])
     assert list(got) == [two.id] and got[two.id][0].reason == f"原因{two.id}"
     assert appeal_service.returns_of(session=session, actor=actor_of("dispatcher"), appeal_ids=[]) == {}
+
+
+def _waiting(session, hours_ago: float, priority: str = "normal") -> str:  # type: ignore[no-untyped-def]
+    """A queued appeal received `hours_ago`; its tracking code."""
+    made = factories.submitted(session, description=f"等了 {hours_ago} 小时的诉求")
+    row = session.get(Appeal, made.id)
+    row.created_at = clock.now() - timedelta(hours=hours_ago)
+    row.priority = priority
+    session.flush()
+    return made.tracking_code
+
+
+def test_the_queue_puts_urgent_then_longest_waiting_first_and_pages_the_rest(
+    client, session, make_user, actor_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    newest, oldest, urgent, middle = (
+        _waiting(session, 1),
+        _waiting(session, 30),
+        _waiting(session, 0.5, "urgent"),
+        _waiting(session, 5),
+    )
+    factories.dispatched(session, "D-ZJ")  # not waiting: never listed
+    dispatcher = actor_of("dispatcher")
+    listed = appeal_service.awaiting_dispatch(session=session, actor=dispatcher, size=3)
+    assert [a.tracking_code for a in listed.items] == [urgent, oldest, middle] and listed.total == 4
+    rest = appeal_service.awaiting_dispatch(session=session, actor=dispatcher, page=2, size=3)
+    assert [a.tracking_code for a in rest.items] == [newest]
+    beyond = appeal_service.awaiting_dispatch(session=session, actor=dispatcher, page=9, size=3)
+    assert beyond.page == 2 and [a.tracking_code for a in beyond.items] == [newest]
+    with pytest.raises(Forbidden):
+        appeal_service.awaiting_dispatch(session=session, actor=actor_of("handler", "D-ZJ"))
+
+    session.commit()
+    monkeypatch.setattr(appeal_pages, "QUEUE_PAGE", 3)
+    login(client, make_user("dispatcher").username)
+    first = client.get("/staff/dispatch").text
+    codes = re.findall(r'class="mono" href="/staff/appeals/\d+">(\w+)</a>', first)
+    assert codes == [urgent, oldest, middle] and "待人工派单 4 件" in first
+    assert 'href="/staff/dispatch?page=2"' in first and "第 1 / 2 页" in first
+    # how long each has waited, in red past the 30 minutes the district promises
+    assert re.search(
+        r'class="due due-over" data-testid="queue-waited">已等待 1 天 6 小时<', _card(first, oldest)
+    )
+    assert re.search(r'class="due due-ok" data-testid="queue-waited">已等待 30 分<', _card(first, urgent))
+    second = client.get("/staff/dispatch?page=2").text
+    assert re.findall(r'class="mono" href="/staff/appeals/\d+">(\w+)</a>', second) == [newest]
+    bad = client.get("/staff/dispatch?page=abc")
+    assert bad.status_code == 422 and "page" in bad.text

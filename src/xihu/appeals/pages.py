@@ -530,6 +530,23 @@ def act(
     return RedirectResponse(target, status_code=303)
 
 
+QUEUE_PAGE = 50  # appeals per page of the dispatch queue
+# the seeds promise 30 minutes from receipt to a unit at work: a wait longer than this is shown in red
+QUEUE_WAIT_WARN_MINUTES = 30
+
+
+def _waited(since: datetime, now: datetime) -> dict[str, Any]:
+    """How long an appeal has waited in the dispatch queue since it came in, and whether that is too long."""
+    minutes = max(0, int((now - clock.as_utc(since)).total_seconds() // 60))
+    if minutes >= 24 * 60:
+        amount = f"{minutes // 1440} 天 {minutes % 1440 // 60} 小时"
+    elif minutes >= 60:
+        amount = f"{minutes // 60} 小时 {minutes % 60} 分"
+    else:
+        amount = f"{minutes} 分"
+    return {"text": f"已等待 {amount}", "late": minutes > QUEUE_WAIT_WARN_MINUTES}
+
+
 # after a return, the router's next guess is offered as the one-click choice only when it is this likely: a
 # long-shot guess in the big button would be taken for advice
 PROMOTE_AFTER_RETURN = 0.1
@@ -556,13 +573,17 @@ def _after_returns(
 
 @router.get("/staff/dispatch")
 def dispatch_queue(
-    request: Request, actor: Actor = Depends(get_actor), session: Session = Depends(get_session)
+    request: Request,
+    page: int = 1,
+    actor: Actor = Depends(get_actor),
+    session: Session = Depends(get_session),
 ) -> Response:
-    """派单员's queue: appeals the router was not sure enough about, with its best suggestion."""
+    """派单员's queue: appeals the router was not sure enough about, urgent and longest waiting first, each
+    with the router's suggestions."""
     redirect = staff_or_redirect(request, actor, "appeal.dispatch")
     if redirect is not None:
         return redirect
-    result = appeal_service.search(session=session, actor=actor, states=[State.submitted], size=50)
+    result = appeal_service.awaiting_dispatch(session=session, actor=actor, page=page, size=QUEUE_PAGE)
     returns = appeal_service.returns_of(
         session=session, actor=actor, appeal_ids=[item.id for item in result.items]
     )
@@ -580,7 +601,17 @@ def dispatch_queue(
                 "same_category": same_category,
             }
         )
-    return render(request, "appeals/dispatch.html", actor=actor, rows=rows, total=result.total)
+    now = clock.now()
+    return render(
+        request,
+        "appeals/dispatch.html",
+        actor=actor,
+        rows=rows,
+        total=result.total,
+        result=result,
+        pages=max(1, -(-result.total // result.size)),
+        waited={item.id: _waited(item.created_at, now) for item in result.items},
+    )
 
 
 # after a return, this many other units of the likeliest category are offered

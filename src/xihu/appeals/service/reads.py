@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, Subquery, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, Subquery, case, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from xihu.appeals import sla
@@ -263,6 +263,34 @@ def search(
         items=[_to_read(session, actor, a, full=False, names=names, due=due) for a in rows],
         total=min(total, count_up_to) if more and count_up_to is not None else total,
         more=more,
+        page=page,
+        size=size,
+    )
+
+
+def awaiting_dispatch(*, session: Session, actor: Actor, page: int = 1, size: int = 50) -> AppealPage:
+    """The dispatcher's work queue: appeals waiting for a unit, urgent ones first, then the longest waiting.
+
+    The inbox lists the newest first; a queue must not: its oldest appeal is the one whose clock ran out
+    first, and with more waiting than a page it would never come into view.
+    """
+    authorize(actor, "appeal.dispatch")
+    size = max(1, min(size, 100))
+    waiting = select(Appeal).where(Appeal.state == State.submitted.value)
+    total = session.scalar(select(func.count()).select_from(waiting.subquery())) or 0
+    pages = max(1, -(-total // size))
+    page = max(1, min(page, pages))
+    urgent_first = case((Appeal.priority == Priority.urgent.value, 0), else_=1)
+    rows = list(
+        session.scalars(
+            waiting.order_by(urgent_first, Appeal.created_at, Appeal.id).offset((page - 1) * size).limit(size)
+        )
+    )
+    names = names_for(session, rows)
+    due = _next_due(session, [a.id for a in rows])
+    return AppealPage(
+        items=[_to_read(session, actor, a, full=False, names=names, due=due) for a in rows],
+        total=total,
         page=page,
         size=size,
     )
