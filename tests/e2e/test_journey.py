@@ -253,3 +253,46 @@ def test_admin_manages_dispatch_models_rules_and_sees_quality(server) -> None:  
             admin.screenshot(path=str(SHOTS / "dispatch_quality_desktop.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_hotline_operator_is_told_of_similar_appeals_nearby(server) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=10_000)
+    base = server["base"]
+    text = "西溪路公交站台的顶棚被大风吹坏了，下雨天候车的人都淋着雨，请尽快修复。"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            ctx = browser.new_context(
+                viewport={"width": 1280, "height": 800}, locale="zh-CN", timezone_id="Asia/Shanghai"
+            )
+            citizen = ctx.new_page()
+            citizen.goto(f"{base}/report")
+            citizen.select_option("#street-select", label="西溪街道")
+            citizen.fill("textarea[name=description]", text)
+            citizen.click("#report-form button[type=submit]")
+            citizen.wait_for_url(re.compile(r".*/t/XH[0-9A-Z]+$"))
+
+            operator = browser.new_context(
+                viewport={"width": 1280, "height": 800}, locale="zh-CN", timezone_id="Asia/Shanghai"
+            ).new_page()
+            errors: list[str] = []
+            operator.on("pageerror", lambda exc: errors.append(str(exc)))
+            _login(operator, base, "intake")
+            operator.goto(f"{base}/staff/hotline")
+            # the operator's browser is not where the caller is
+            expect(operator.locator("[data-geolocate]")).to_have_count(0)
+            hint = operator.get_by_test_id("similar-hint")
+            operator.fill("textarea[name=description]", "西溪路公交站台顶棚被风吹坏了，下雨天没法躲雨")
+            operator.wait_for_timeout(1500)  # past the hint's debounce: no place chosen yet, so no hint
+            expect(hint).to_be_hidden()
+            operator.select_option("#street-select", label="西溪街道")
+            expect(hint).to_be_visible()
+            expect(hint).to_contain_text("近 7 天附近已有类似反映")
+            expect(hint).to_contain_text("告知来电群众")
+            operator.screenshot(path=str(SHOTS / "hotline_similar_desktop.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()

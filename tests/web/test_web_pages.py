@@ -233,6 +233,9 @@ def test_hotline_form_shows_the_tracking_code(client: TestClient, make_user: Cal
     login(client, user.username)
     page = client.get("/staff/hotline")
     assert page.status_code == 200
+    # the operator's browser is not where the caller is: no location button; the similar-appeals hint is there
+    assert "data-geolocate" not in page.text and 'name="lat"' not in page.text
+    assert 'data-similar-url="/api/appeals/similar"' in page.text and "告知来电群众" in page.text
     resp = client.post(
         "/staff/hotline",
         data={

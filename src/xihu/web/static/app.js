@@ -159,7 +159,8 @@
     });
   }
 
-  // Report form: while the citizen writes, show similar appeals of the last 7 days nearby (debounced).
+  // Report and hotline forms: while the citizen (or the operator on the phone) writes, show similar appeals
+  // of the last 7 days nearby (debounced).
   function similarHint(form, box) {
     var desc = form.querySelector('textarea[name="description"]');
     if (!desc || !window.fetch || !window.URLSearchParams) return;
@@ -184,7 +185,7 @@
       });
       box.appendChild(list);
       var tail = document.createElement("small");
-      tail.textContent = "（可在受理后关注进度）";
+      tail.textContent = box.getAttribute("data-similar-tail") || "（可在受理后关注进度）";
       box.appendChild(tail);
       box.hidden = false;
     }
@@ -213,8 +214,10 @@
   }
 
   ready(function () {
-    var hint = document.getElementById("similar-hint"), reportForm = document.getElementById("report-form");
-    if (hint && reportForm) similarHint(reportForm, hint);
+    document.querySelectorAll("[data-similar-url]").forEach(function (box) {
+      var form = box.closest("form");
+      if (form) similarHint(form, box);
+    });
     document.querySelectorAll("select[data-community-target]").forEach(function (s) {
       filterCommunities(s);
       s.addEventListener("change", function () { filterCommunities(s); });
