@@ -40,26 +40,9 @@ def _factory():  # type: ignore[no-untyped-def]
 @app.command()
 def migrate() -> None:
     """Bring the database to the current schema (SQLite by default, PostgreSQL by XIHU_DATABASE_URL)."""
-    from xihu.core.migrate import upgrade
+    from xihu.bootstrap import migrate_and_seed
 
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
-    from xihu.core.db import unit_of_work
-    from xihu.dispatch import responsibility
-    from xihu.indicators import service as indicators_service
-    from xihu.places import service as places_service
-
-    with unit_of_work(_factory()) as session:
-        added = places_service.load_reference(session=session)
-        rules = responsibility.seed_defaults(session=session)
-        indicators = indicators_service.load_catalog(session=session)
-        observations = indicators_service.load_observations(session=session)
-    typer.echo(
-        f"数据库已是最新结构 (schema is current); 新增参考单位 (reference units added): {added}; "
-        f"新增权责规则 (responsibility rules added): {rules}; "
-        f"新增指标 (indicators added): {indicators}; 新增指标数据 (observations added): {observations}"
-    )
+    typer.echo(migrate_and_seed())
 
 
 @app.command()

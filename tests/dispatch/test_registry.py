@@ -264,3 +264,39 @@ def test_cli_train_then_evaluate_prints_the_contract(cli_env: dict[str, str], tm
     assert retrained.exit_code == 0, retrained.output
     assert "未启用" in retrained.output and "macro_f1" in retrained.output
     assert len(list((Path(cli_env["XIHU_DATA_DIR"]) / "models").glob("*/model.joblib"))) == 3
+
+
+def test_train_and_evaluate_work_on_a_machine_where_nothing_was_set_up(tmp_path: Path) -> None:
+    """The contract's two commands on a new data directory, outside demo mode and without a PII key: SQLite
+    is set up on first use (said on stderr, so that stdout stays one JSON object); a PostgreSQL database
+    `xihu migrate` has not updated is refused with the command to run."""
+    import os
+    import subprocess
+
+    from servers import XIHU, server_database
+
+    data = _demo_csv(tmp_path / "demo.csv")
+    url, drop = server_database(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XIHU_")}
+    env.update(XIHU_DATA_DIR=str(tmp_path / "var"), XIHU_DATABASE_URL=url)
+
+    def xihu(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([XIHU, *args], env=env, capture_output=True, text=True, timeout=300)
+
+    try:
+        if not url.startswith("sqlite"):
+            refused = xihu("dispatch", "train", "--input", str(data))
+            assert refused.returncode == 1 and "请先运行 xihu migrate" in refused.stderr, refused.stderr
+            assert "Traceback" not in refused.stderr
+            done = xihu("migrate")  # an empty database needs no PII key to be set up
+            assert done.returncode == 0, done.stderr
+        trained = xihu("dispatch", "train", "--input", str(data))
+        assert trained.returncode == 0, trained.stderr
+        assert ("首次使用" in trained.stderr) == url.startswith("sqlite")
+        evaluated = xihu("dispatch", "evaluate", "--input", str(data), "--json")
+        assert evaluated.returncode == 0, evaluated.stderr
+        figures = json.loads(evaluated.stdout)
+        assert set(figures) == EVALUATION_KEYS and figures["n"] == len(DEMO_EXAMPLES)
+        assert "首次使用" not in evaluated.stderr  # set up once
+    finally:
+        drop()
