@@ -8,7 +8,7 @@ import factories
 from conftest import login
 from xihu.appeals import service as appeal_service
 from xihu.appeals.schemas import DispatchQualityRow
-from xihu.dispatch.pages_report import by_unit, by_week
+from xihu.dispatch.quality_tables import by_unit, by_week
 
 
 def _row(unit_id: int, name: str, week: str, first: int, correct: int, dispatched: int, returned: int):
@@ -66,3 +66,36 @@ def test_the_page_shows_each_unit_once_with_its_weeks(client, session, make_user
     assert units.count("区住建局") == 1 and units.index("区住建局") < units.index("区城管局")
     zj = units[units.index("区住建局") : units.index("</tr>", units.index("区住建局"))]
     assert "50.0%" in zj and "cell-warn" in zj  # one of its two first dispatches came back
+
+
+def test_the_report_downloads_as_excel_with_the_pages_figures(client, session, make_user, actor_of) -> None:
+    import io
+    from urllib.parse import unquote
+
+    from openpyxl import load_workbook
+
+    returned = factories.dispatched(session, "D-ZJ")
+    factories.dispatched(session, "D-ZJ")
+    factories.dispatched(session, "D-CG")
+    appeal_service.return_to_dispatcher(
+        session=session, actor=actor_of("handler", "D-ZJ"), appeal_id=returned.id, reason="不属于本单位"
+    )
+    session.commit()
+    login(client, make_user("supervisor").username)
+    assert 'href="/staff/dispatch/report.xlsx?weeks=4"' in client.get("/staff/dispatch/report?weeks=4").text
+    resp = client.get("/staff/dispatch/report.xlsx?weeks=4")
+    assert resp.status_code == 200 and resp.headers["content-type"].endswith("spreadsheetml.sheet")
+    assert unquote(resp.headers["content-disposition"]).endswith("派单质量_近4周.xlsx")
+    book = load_workbook(io.BytesIO(resp.content))
+    assert book.sheetnames == ["按周汇总", "按单位", "说明"]
+    api = client.get("/api/dispatch/quality?weeks=4").json()
+    week = book["按周汇总"]
+    assert [c.value for c in week[1]][:4] == ["周", "首次派单", "其中智能派单", "首派准确率"]
+    assert week["A2"].value == api[0]["week"] and week["B2"].value == sum(r["first_dispatched"] for r in api)
+    units = {row[0].value: row for row in book["按单位"].iter_rows(min_row=2)}
+    zj = units["区住建局"]
+    # a real number formatted as a percentage, not text: leaders sort and chart it in Excel
+    assert zj[2].value == pytest.approx(0.5) and zj[2].number_format == "0.0%"
+    assert (zj[3].value, zj[4].value) == (2, 1) and zj[5].value == pytest.approx(0.5)
+    assert units["区城管局"][4].value == 0 and list(units)[0] == "区住建局"  # most returns first
+    assert client.get("/staff/dispatch/report.xlsx?weeks=0").status_code == 422

@@ -287,6 +287,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/api/dispatch/quality"): Rule("dispatch.report"),
     ("GET", "/staff/dispatch/report"): Rule("dispatch.report"),
+    ("GET", "/staff/dispatch/report.xlsx"): Rule("dispatch.report"),
     # dispatchers and supervisors read the responsibility table; only admins change it
     ("GET", "/api/dispatch/rules"): Rule("dispatch.report"),
     ("GET", "/api/dispatch/rules/history"): Rule("dispatch.report"),

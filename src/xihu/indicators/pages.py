@@ -16,11 +16,11 @@ from xihu.indicators import service as indicators_service
 from xihu.indicators.enums import AssessedKind, ReportStatus
 from xihu.indicators.schemas import ImportResult, ReportCreate, ReportDecision, SchemeUpdate
 from xihu.web.deps import get_actor, get_session, verify_csrf_form
+from xihu.web.downloads import xlsx_download
 from xihu.web.pages import error_text, form_str, get_form, staff_or_redirect
 from xihu.web.templating import render
 
 router = APIRouter(include_in_schema=False)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _this_year() -> int:
@@ -32,16 +32,6 @@ def _this_year() -> int:
 def _default_period() -> str:
     """Last year: annual figures are reported after the year ends."""
     return str(_this_year() - 1)
-
-
-def _download(content: bytes, filename: str) -> Response:
-    from urllib.parse import quote
-
-    return Response(
-        content,
-        media_type=XLSX,
-        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"},
-    )
 
 
 @router.get("/staff/indicators")
@@ -137,7 +127,7 @@ def report_template(
         return redirect
     period = period or _default_period()
     content = reporting.template_xlsx(session=session, actor=actor, period=period)
-    return _download(content, f"指标填报模板_{period}.xlsx")
+    return xlsx_download(content, f"指标填报模板_{period}.xlsx")
 
 
 @router.post("/staff/indicators/import", dependencies=[Depends(verify_csrf_form)])
@@ -272,7 +262,7 @@ def assessment_export(
     assessed = _kind(kind)
     period = period or str(_this_year())
     content = assessment.export_xlsx(session=session, actor=actor, kind=assessed, period=period)
-    return _download(content, f"{assessed.label}考核_{period}.xlsx")
+    return xlsx_download(content, f"{assessed.label}考核_{period}.xlsx")
 
 
 def _weights_page(
