@@ -59,3 +59,22 @@ def ensure_schema() -> str | None:
             english="the database schema is not current: run xihu migrate",
         )
     return migrate_and_seed()
+
+
+def ready_or_exit() -> None:
+    """For the command line: `ensure_schema`, saying on stderr when it set the database up (stdout may be a
+    command's JSON answer); a PostgreSQL schema not brought up to date, or a database out of reach, ends the
+    command with a Chinese message instead of a traceback."""
+    import typer
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        done = ensure_schema()
+    except DomainError as exc:
+        typer.secho(exc.message, err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from exc
+    except OperationalError as exc:
+        typer.secho(f"无法连接数据库 (cannot reach the database): {exc.orig}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from exc
+    if done:
+        typer.echo(f"首次使用，已初始化数据库 (first use: database set up)。{done}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 import typer
@@ -24,6 +25,21 @@ app.add_typer(open311_cli.app, name="open311")
 app.add_typer(indicators_cli.app, name="indicators")
 app.add_typer(analysis_cli.app, name="analysis")
 app.add_typer(privacy_cli.app, name="privacy")
+
+# Commands that use the database. Before them a new SQLite database (the embedded default) is set up, as
+# `make demo` would; a PostgreSQL database `xihu migrate` has not updated is refused with that advice.
+# Not migrate and demo (they migrate), backup and restore (they copy the database as it is), openapi.
+NEEDS_DATABASE = frozenset(
+    {"serve", "worker", "users", "dispatch", "open311", "indicators", "analysis", "audit"}
+)
+
+
+@app.callback()
+def _database_ready(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand in NEEDS_DATABASE and not ctx.resilient_parsing and "--help" not in sys.argv:
+        from xihu.bootstrap import ready_or_exit
+
+        ready_or_exit()
 
 
 def _factory():  # type: ignore[no-untyped-def]

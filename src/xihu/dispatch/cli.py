@@ -29,30 +29,12 @@ def _actor() -> Actor:
     return Actor.system(CLI_ACTOR_NAME)
 
 
-def _ready() -> None:
-    """Set up a new SQLite database on first use, saying so on stderr (stdout may be the JSON answer); a
-    PostgreSQL database `xihu migrate` has not updated, or one out of reach, ends the command clearly."""
-    from sqlalchemy.exc import OperationalError
-
-    from xihu.bootstrap import ensure_schema
-
-    try:
-        done = ensure_schema()
-    except DomainError as exc:
-        raise _fail(exc.message) from exc
-    except OperationalError as exc:
-        raise _fail(f"无法连接数据库 (cannot reach the database): {exc.orig}") from exc
-    if done:
-        typer.echo(f"首次使用，已初始化数据库 (first use: database set up)。{done}", err=True)
-
-
 @contextmanager
 def _session() -> Iterator[Session]:
     """A unit of work on the configured database (commits once at the end)."""
     from xihu.core.config import get_settings
     from xihu.core.db import make_engine, make_session_factory, unit_of_work
 
-    _ready()
     engine = make_engine(get_settings().database_url)
     try:
         with unit_of_work(make_session_factory(engine)) as session:
@@ -183,7 +165,6 @@ def _with_progress(
         TimeElapsedColumn(),
         console=Console(stderr=True),
     )
-    _ready()
     engine = make_engine(get_settings().database_url)
     try:
         with progress:
