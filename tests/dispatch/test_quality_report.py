@@ -52,7 +52,8 @@ def test_units_with_most_returns_come_first_then_the_least_accurate() -> None:
     assert units[-1].total.accuracy is None and units[-1].total.return_rate == 0.0
 
 
-def test_the_page_shows_each_unit_once_with_its_weeks(client, session, make_user, actor_of) -> None:
+def _two_to_zj_one_returned_one_to_cg(session, actor_of) -> None:  # type: ignore[no-untyped-def]
+    """区住建局 gets two appeals and returns one; 区城管局 gets one."""
     returned = factories.dispatched(session, "D-ZJ")
     factories.dispatched(session, "D-ZJ")
     factories.dispatched(session, "D-CG")
@@ -60,6 +61,10 @@ def test_the_page_shows_each_unit_once_with_its_weeks(client, session, make_user
         session=session, actor=actor_of("handler", "D-ZJ"), appeal_id=returned.id, reason="不属于本单位"
     )
     session.commit()
+
+
+def test_the_page_shows_each_unit_once_with_its_weeks(client, session, make_user, actor_of) -> None:
+    _two_to_zj_one_returned_one_to_cg(session, actor_of)
     login(client, make_user("supervisor").username)
     page = client.get("/staff/dispatch/report").text
     units = page[page.index('data-testid="quality-units"') :]
@@ -74,13 +79,7 @@ def test_the_report_downloads_as_excel_with_the_pages_figures(client, session, m
 
     from openpyxl import load_workbook
 
-    returned = factories.dispatched(session, "D-ZJ")
-    factories.dispatched(session, "D-ZJ")
-    factories.dispatched(session, "D-CG")
-    appeal_service.return_to_dispatcher(
-        session=session, actor=actor_of("handler", "D-ZJ"), appeal_id=returned.id, reason="不属于本单位"
-    )
-    session.commit()
+    _two_to_zj_one_returned_one_to_cg(session, actor_of)
     login(client, make_user("supervisor").username)
     assert 'href="/staff/dispatch/report.xlsx?weeks=4"' in client.get("/staff/dispatch/report?weeks=4").text
     resp = client.get("/staff/dispatch/report.xlsx?weeks=4")
