@@ -110,3 +110,31 @@ def test_the_queue_puts_urgent_then_longest_waiting_first_and_pages_the_rest(
     assert re.findall(r'class="mono" href="/staff/appeals/\d+">(\w+)</a>', second) == [newest]
     bad = client.get("/staff/dispatch?page=abc")
     assert bad.status_code == 422 and "page" in bad.text
+
+
+def test_the_queue_can_be_split_by_street(client, session, make_user, actor_of) -> None:
+    xixi, wenxin = factories.unit(session, "330106004"), factories.unit(session, "330106005")
+    in_xixi = [factories.submitted(session, street_id=xixi).tracking_code for _ in range(2)]
+    in_wenxin = factories.submitted(session, street_id=wenxin).tracking_code
+    nowhere = factories.submitted(session, street_id=None).tracking_code
+    dispatcher = actor_of("dispatcher")
+    assert appeal_service.awaiting_by_street(session=session, actor=dispatcher) == {xixi: 2, wenxin: 1, 0: 1}
+    with pytest.raises(Forbidden):
+        appeal_service.awaiting_by_street(session=session, actor=actor_of("handler", "D-ZJ"))
+    session.commit()
+    login(client, make_user("dispatcher").username)
+
+    def codes(url: str) -> list[str]:
+        return re.findall(r'class="mono" href="/staff/appeals/\d+">(\w+)</a>', client.get(url).text)
+
+    everything = client.get("/staff/dispatch?street=").text  # the form's 全部街道
+    assert "全部街道（4）" in everything and "西溪街道（2）" in everything and "街道未识别（1）" in everything
+    assert sorted(codes("/staff/dispatch?street=")) == sorted([*in_xixi, in_wenxin, nowhere])
+    assert codes(f"/staff/dispatch?street={xixi}") == in_xixi
+    assert codes("/staff/dispatch?street=0") == [nowhere]
+    one = client.get(f"/staff/dispatch?street={wenxin}").text
+    assert codes(f"/staff/dispatch?street={wenxin}") == [in_wenxin] and "本页筛选 1 件" in one
+    assert f'<option value="{wenxin}" selected>' in one
+    for bad in ("abc", "-1", "99999999999"):
+        refused = client.get(f"/staff/dispatch?street={bad}")
+        assert refused.status_code in (400, 422) and "街道" in refused.text, bad

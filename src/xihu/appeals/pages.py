@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from xihu.appeals import photos as photo_store
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import OPEN_STATES, Action, Channel, Priority, Rating, State
 from xihu.appeals.schemas import (
+    DB_INT_MAX,
     AppealCreate,
     AppealRead,
     CompleteIn,
@@ -30,7 +31,7 @@ from xihu.appeals.schemas import (
     TransferIn,
 )
 from xihu.core import clock
-from xihu.core.errors import DomainError, NotFound
+from xihu.core.errors import DomainError, Invalid, NotFound
 from xihu.core.security import Actor
 from xihu.dispatch import service as dispatch_service
 from xihu.places import service as places_service
@@ -531,6 +532,18 @@ def act(
 
 
 QUEUE_PAGE = 50  # appeals per page of the dispatch queue
+
+
+def _street_filter(value: str) -> int | None:
+    """The queue's street filter: None for all, 0 for appeals whose street is not known, else a unit id."""
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) > DB_INT_MAX:
+        raise Invalid("街道筛选参数无效", english=f"street must be a unit id, got {value!r}")
+    return int(value)
+
+
 # the seeds promise 30 minutes from receipt to a unit at work: a wait longer than this is shown in red
 QUEUE_WAIT_WARN_MINUTES = 30
 
@@ -575,15 +588,24 @@ def _after_returns(
 def dispatch_queue(
     request: Request,
     page: int = 1,
+    street: str = Query(default="", max_length=20),  # the filter form sends "" for all streets
     actor: Actor = Depends(get_actor),
     session: Session = Depends(get_session),
 ) -> Response:
     """派单员's queue: appeals the router was not sure enough about, urgent and longest waiting first, each
-    with the router's suggestions."""
+    with the router's suggestions; all streets or one (a district may split the queue among dispatchers)."""
     redirect = staff_or_redirect(request, actor, "appeal.dispatch")
     if redirect is not None:
         return redirect
-    result = appeal_service.awaiting_dispatch(session=session, actor=actor, page=page, size=QUEUE_PAGE)
+    street_id = _street_filter(street)
+    result = appeal_service.awaiting_dispatch(
+        session=session, actor=actor, page=page, size=QUEUE_PAGE, street_id=street_id
+    )
+    waiting = appeal_service.awaiting_by_street(session=session, actor=actor)
+    names = places_service.unit_names(session=session, unit_ids=set(waiting) - {0})
+    streets = [(sid, names.get(sid, ""), n) for sid, n in sorted(waiting.items()) if sid]
+    if 0 in waiting:
+        streets.append((0, "街道未识别", waiting[0]))
     returns = appeal_service.returns_of(
         session=session, actor=actor, appeal_ids=[item.id for item in result.items]
     )
@@ -610,6 +632,9 @@ def dispatch_queue(
         total=result.total,
         result=result,
         pages=max(1, -(-result.total // result.size)),
+        street=street_id,
+        streets=streets,
+        waiting_total=sum(waiting.values()),
         waited={item.id: _waited(item.created_at, now) for item in result.items},
     )
 

@@ -30,7 +30,7 @@ from xihu.appeals.service.handling import (
 )
 from xihu.appeals.service.intake import auto_title, submit
 from xihu.appeals.service.public_feed import list_public, public_updates
-from xihu.appeals.service.reads import awaiting_dispatch, photo, read, search
+from xihu.appeals.service.reads import awaiting_by_street, awaiting_dispatch, photo, read, search
 from xihu.appeals.service.reports import counts_by_state, dispatch_quality
 from xihu.appeals.service.routing import DISPATCHER, route_queued, score_ahead
 from xihu.appeals.service.sla_policies import delete_sla_policy, list_sla_policies, save_sla_policy
@@ -40,6 +40,7 @@ __all__ = [
     "RETURN_PREFIX",
     "ReturnNote",
     "assist",
+    "awaiting_by_street",
     "awaiting_dispatch",
     "auto_title",
     "batch",

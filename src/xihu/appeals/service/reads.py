@@ -268,8 +268,11 @@ def search(
     )
 
 
-def awaiting_dispatch(*, session: Session, actor: Actor, page: int = 1, size: int = 50) -> AppealPage:
-    """The dispatcher's work queue: appeals waiting for a unit, urgent ones first, then the longest waiting.
+def awaiting_dispatch(
+    *, session: Session, actor: Actor, page: int = 1, size: int = 50, street_id: int | None = None
+) -> AppealPage:
+    """The dispatcher's work queue: appeals waiting for a unit, urgent ones first, then the longest waiting;
+    all of them, or one street's (0: those whose street is not known).
 
     The inbox lists the newest first; a queue must not: its oldest appeal is the one whose clock ran out
     first, and with more waiting than a page it would never come into view.
@@ -277,6 +280,10 @@ def awaiting_dispatch(*, session: Session, actor: Actor, page: int = 1, size: in
     authorize(actor, "appeal.dispatch")
     size = max(1, min(size, 100))
     waiting = select(Appeal).where(Appeal.state == State.submitted.value)
+    if street_id is not None:
+        waiting = waiting.where(
+            Appeal.street_id.is_(None) if street_id == 0 else Appeal.street_id == street_id
+        )
     total = session.scalar(select(func.count()).select_from(waiting.subquery())) or 0
     pages = max(1, -(-total // size))
     page = max(1, min(page, pages))
@@ -294,6 +301,17 @@ def awaiting_dispatch(*, session: Session, actor: Actor, page: int = 1, size: in
         page=page,
         size=size,
     )
+
+
+def awaiting_by_street(*, session: Session, actor: Actor) -> dict[int, int]:
+    """How many appeals wait for a dispatcher in each street (0: street not known)."""
+    authorize(actor, "appeal.dispatch")
+    rows = session.execute(
+        select(Appeal.street_id, func.count())
+        .where(Appeal.state == State.submitted.value)
+        .group_by(Appeal.street_id)
+    ).all()
+    return {street or 0: n for street, n in rows}
 
 
 def _ways_into(session: Session, scope: int) -> list[ColumnElement[bool]]:
