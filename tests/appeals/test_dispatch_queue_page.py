@@ -133,7 +133,7 @@ def test_the_queue_can_be_split_by_street(client, session, make_user, actor_of) 
     assert codes(f"/staff/dispatch?street={xixi}") == in_xixi
     assert codes("/staff/dispatch?street=0") == [nowhere]
     one = client.get(f"/staff/dispatch?street={wenxin}").text
-    assert codes(f"/staff/dispatch?street={wenxin}") == [in_wenxin] and "本页筛选 1 件" in one
+    assert codes(f"/staff/dispatch?street={wenxin}") == [in_wenxin] and "所选街道 1 件" in one
     assert f'<option value="{wenxin}" selected>' in one
     for bad in ("abc", "-1", "99999999999"):
         refused = client.get(f"/staff/dispatch?street={bad}")
