@@ -9,7 +9,7 @@ import pytest
 
 import factories
 from conftest import login
-from xihu.appeals import pages as appeal_pages
+from xihu.appeals import pages_queue as queue_page
 from xihu.appeals import service as appeal_service
 from xihu.appeals.models import Appeal
 from xihu.appeals.schemas import DispatchIn
@@ -95,7 +95,7 @@ def test_the_queue_puts_urgent_then_longest_waiting_first_and_pages_the_rest(
         appeal_service.awaiting_dispatch(session=session, actor=actor_of("handler", "D-ZJ"))
 
     session.commit()
-    monkeypatch.setattr(appeal_pages, "QUEUE_PAGE", 3)
+    monkeypatch.setattr(queue_page, "QUEUE_PAGE", 3)
     login(client, make_user("dispatcher").username)
     first = client.get("/staff/dispatch").text
     codes = re.findall(r'class="mono" href="/staff/appeals/\d+">(\w+)</a>', first)

@@ -8,7 +8,7 @@ import pytest
 
 import factories
 from conftest import login
-from xihu.appeals import pages as appeal_pages
+from xihu.appeals import pages_queue as queue_page
 from xihu.appeals import service as appeal_service
 from xihu.appeals.enums import Channel
 from xihu.appeals.schemas import AppealCreate, DispatchIn
@@ -116,7 +116,7 @@ def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
     candidates = appeal_service.suggestions_for(session=session, actor=ADMIN, appeal_id=submitted.id)
     first = candidates[0]
     # the demo model is sure of this text: let its next guess, however small, count as likely enough
-    monkeypatch.setattr(appeal_pages, "PROMOTE_AFTER_RETURN", candidates[1]["confidence"])
+    monkeypatch.setattr(queue_page, "PROMOTE_AFTER_RETURN", candidates[1]["confidence"])
     card = _returned_card(
         client, session, submitted, first["unit_id"], first["category"], actor_of, make_user
     )
@@ -141,7 +141,7 @@ def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
     assert decision is not None
     first = decision.candidates[0]
     # the router's next guess falls just short of what counts as likely enough after a return
-    monkeypatch.setattr(appeal_pages, "PROMOTE_AFTER_RETURN", decision.candidates[1].confidence + 1e-9)
+    monkeypatch.setattr(queue_page, "PROMOTE_AFTER_RETURN", decision.candidates[1].confidence + 1e-9)
     card = _router_suggestions(
         _returned_card(client, session, submitted, first.unit_id, first.category, actor_of, make_user)
     )

@@ -289,6 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from xihu.appeals import api as appeals_api
     from xihu.appeals import jobs as _appeal_jobs  # noqa: F401 - registers the SLA sweeper
     from xihu.appeals import pages as appeals_pages
+    from xihu.appeals import pages_queue as appeals_queue
     from xihu.core import outbox as _outbox  # noqa: F401 - registers the outbox delivery job
     from xihu.dispatch import api as dispatch_api
     from xihu.dispatch import api_rules as dispatch_rules_api
@@ -327,6 +328,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         web_cockpit.router,
         web_pages.router,
         appeals_pages.router,
+        appeals_queue.router,
         places_pages.router,
         analysis_api.router,
         analysis_pages.router,
