@@ -135,6 +135,6 @@ def test_the_queue_can_be_split_by_street(client, session, make_user, actor_of) 
     one = client.get(f"/staff/dispatch?street={wenxin}").text
     assert codes(f"/staff/dispatch?street={wenxin}") == [in_wenxin] and "所选街道 1 件" in one
     assert f'<option value="{wenxin}" selected>' in one
-    for bad in ("abc", "-1", "99999999999"):
+    for bad in ("abc", "-1", "99999999999", "²"):
         refused = client.get(f"/staff/dispatch?street={bad}")
         assert refused.status_code in (400, 422) and "街道" in refused.text, bad

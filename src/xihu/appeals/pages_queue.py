@@ -31,7 +31,7 @@ def _street_filter(value: str) -> int | None:
     value = value.strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) > DB_INT_MAX:
+    if not (value.isascii() and value.isdigit()) or int(value) > DB_INT_MAX:
         raise Invalid("街道筛选参数无效", english=f"street must be a unit id, got {value!r}")
     return int(value)
 
