@@ -43,7 +43,7 @@ def _date(value: str | None, default: date) -> date:
 def _int(value: str | None) -> int | None:
     if not value:
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise Invalid("区域参数有误", english="bad area id")
     return int(value)
 

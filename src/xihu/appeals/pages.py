@@ -368,7 +368,7 @@ def batch(
     if redirect is not None:
         return redirect
     action = form_str(form, "action")
-    ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit()]
+    ids = [int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isascii() and v.isdigit()]
     if action not in ("sign", "start") or not ids:
         results = [{"id": 0, "ok": False, "error": "请先勾选诉求，再选择批量签收或批量开始处置"}]
     else:
@@ -438,7 +438,7 @@ def detail(
 
 
 def _ints(form: FormData, name: str) -> list[int]:
-    return [int(v) for v in form.getlist(name) if isinstance(v, str) and v.isdigit()]
+    return [int(v) for v in form.getlist(name) if isinstance(v, str) and v.isascii() and v.isdigit()]
 
 
 def _action_call(action: str, form: FormData) -> Callable[..., Any]:

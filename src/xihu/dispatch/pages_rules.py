@@ -200,7 +200,7 @@ def try_page(
     streets, by_street = _areas(session)
     result, error, status = None, None, 200
     if values["description"]:
-        area = int(values["area_id"]) if values["area_id"].isdigit() else None
+        area = int(values["area_id"]) if values["area_id"].isascii() and values["area_id"].isdigit() else None
         parent = {c.id: s for s, cs in by_street.items() for c in cs}
         try:
             ask = PreviewIn.model_validate(

@@ -116,7 +116,7 @@ def _indicator_scores(
     series: dict[tuple[int | None, int], list[Observation]] = {}
     for obs in session.scalars(stmt) if stmt is not None else []:
         head = obs.period[:4]
-        if head.isdigit() and int(head) <= last_year:
+        if head.isascii() and head.isdigit() and int(head) <= last_year:
             series.setdefault((obs.unit_id, obs.indicator_id), []).append(obs)
     out: dict[int, tuple[float | None, int]] = {}
     for unit_id, name in units:

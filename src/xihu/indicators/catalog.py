@@ -389,7 +389,7 @@ def _facts_rows(path: Path | None) -> list[tuple[str, str, float, str, str]]:
         for row in csv.DictReader(fh):
             mapped = FACTS_MAP.get(row.get("indicator", ""))
             year = (row.get("year") or "").strip()
-            if mapped is None or not year.isdigit():
+            if mapped is None or not (year.isascii() and year.isdigit()):
                 continue
             code, factor, status = mapped
             try:

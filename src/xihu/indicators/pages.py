@@ -100,7 +100,7 @@ def report_submit(
         data = ReportCreate(
             indicator_code=code,
             period=values["period"],
-            unit_id=int(unit) if unit.isdigit() else None,
+            unit_id=int(unit) if unit.isascii() and unit.isdigit() else None,
             value=values["value"],  # type: ignore[arg-type]
             source=values["source"],
             note=values["note"],

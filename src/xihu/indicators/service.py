@@ -51,7 +51,7 @@ class _Value(Protocol):
 
 def _year(period: str) -> int | None:
     head = period.strip()[:4]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 def latest(observations: Sequence[_Value]) -> _Value | None:

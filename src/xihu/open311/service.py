@@ -364,7 +364,9 @@ def list_requests(
     if request_ids:
         if len(request_ids) > MAX_IDS:
             raise Invalid("一次最多查询 100 个 service_request_id", english="at most 100 ids")
-        numbers = [int(r) for r in (x.strip() for x in request_ids) if r.isdigit() and len(r) < 12]
+        numbers = [
+            int(r) for r in (x.strip() for x in request_ids) if r.isascii() and r.isdigit() and len(r) < 12
+        ]
         views = appeal_service.list_public(session=session, ids=numbers, page=page, size=page_size)
     else:
         categories: list[str | None] | None = None
@@ -406,7 +408,7 @@ def resolve_token(*, session: Session, token: str) -> list[TokenRead]:
     token = token.strip()
     views = (
         appeal_service.list_public(session=session, ids=[int(token)], size=1)
-        if token.isdigit() and len(token) < 12
+        if token.isascii() and token.isdigit() and len(token) < 12
         else []
     )
     if not views:

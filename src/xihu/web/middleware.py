@@ -157,7 +157,7 @@ class GuardMiddleware:
                 response.headers["Retry-After"] = str(wait)
                 return response
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_body:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_body:
             return self.error_response(request, 413, "too_large", "提交内容过大", "request body too large")
         return None
 
