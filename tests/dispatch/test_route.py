@@ -48,6 +48,14 @@ def _held_back(session):
     )
 
 
+def _held_back_with_its_decision(session):  # type: ignore[no-untyped-def]
+    """`_held_back`, and the router's recorded decision for it."""
+    submitted = _held_back(session)
+    decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
+    assert decision is not None
+    return submitted, decision
+
+
 def test_below_threshold_goes_to_the_manual_queue(session, demo_model) -> None:
     submitted = _held_back(session)
     assert submitted.state == "submitted"
@@ -136,9 +144,7 @@ def test_the_queue_does_not_offer_back_the_unit_that_returned_it(
 def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
     client, session, demo_model, make_user, actor_of, monkeypatch
 ) -> None:
-    submitted = _held_back(session)
-    decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
-    assert decision is not None
+    submitted, decision = _held_back_with_its_decision(session)
     first = decision.candidates[0]
     # the router's next guess falls just short of what counts as likely enough after a return
     monkeypatch.setattr(queue_page, "PROMOTE_AFTER_RETURN", decision.candidates[1].confidence + 1e-9)
@@ -152,9 +158,7 @@ def test_after_a_return_a_long_shot_is_not_offered_as_the_suggestion(
 def test_after_a_return_the_queue_offers_the_likeliest_categorys_other_units(
     client, session, demo_model, make_user, actor_of
 ) -> None:
-    submitted = _held_back(session)
-    decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
-    assert decision is not None
+    submitted, decision = _held_back_with_its_decision(session)
     first = decision.candidates[0]
     other = factories.unit(session, "D-CG" if first.unit_id != factories.unit(session, "D-CG") else "D-ZJ")
     responsibility.create_rule(
@@ -195,9 +199,7 @@ def test_after_a_return_the_queue_offers_the_likeliest_categorys_other_units(
 def test_no_other_units_when_the_returning_unit_was_not_the_likeliest_categorys(
     client, session, demo_model, make_user, actor_of
 ) -> None:
-    submitted = _held_back(session)
-    decision = dispatch_service.latest_decision(session=session, appeal_id=submitted.id)
-    assert decision is not None
+    submitted, decision = _held_back_with_its_decision(session)
     second = decision.candidates[1]
     card = _returned_card(client, session, submitted, second.unit_id, second.category, actor_of, make_user)
     assert 'data-testid="same-category-units"' not in card and "类别多半无误" not in card
